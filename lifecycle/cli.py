@@ -1,0 +1,262 @@
+"""The ``hatthasilpa`` command line (SPEC §5.1).
+
+Every lifecycle command prints exactly one JSON envelope on stdout and logs only to
+stderr; exit codes are 0 (success), 2 (bad input), 3 (refused transition or
+conflict) and 1 (internal error). This is the only module that turns errors into
+envelopes and exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+import uuid
+from typing import Callable
+
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from . import graphs, queue, registry, services
+from .db import Settings, get_engine
+from .errors import Conflict, HatthasilpaError, InternalError, ValidationError
+from .uow import UnitOfWork
+
+log = logging.getLogger("hatthasilpa")
+
+
+class ArgumentError(ValidationError):
+    pass
+
+
+class Parser(argparse.ArgumentParser):
+    """An argparse parser whose usage errors become VALIDATION_ERROR envelopes."""
+
+    def error(self, message: str):  # noqa: D401 - argparse API
+        raise ArgumentError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
+
+
+def whole_number(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    return value
+
+
+# --------------------------------------------------------------------------- context
+class Context:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.settings = Settings.from_env()
+        self.actor = args.actor or os.environ.get("HATTHASILPA_ACTOR") or "cli"
+        self.text: str | None = None  # a readable rendering that replaces the envelope on stdout
+
+    def tenant_uow(self, code: str) -> UnitOfWork:
+        registry.get_tenant(self.settings, code)
+        return UnitOfWork(get_engine(self.settings.tenant_url(code)), tenant_code=code)
+
+    def in_tenant(self, code: str, use_case: Callable, *args, commit: bool = True, **kwargs) -> dict:
+        with self.tenant_uow(code) as uow:
+            result = use_case(uow, *args, **kwargs)
+            if commit:
+                uow.commit()
+            return result
+
+
+# --------------------------------------------------------------------------- handlers
+def cmd_db_upgrade(ctx: Context) -> dict:
+    return registry.upgrade_all(ctx.settings)
+
+
+def cmd_tenant_add(ctx: Context) -> dict:
+    a = ctx.args
+    return registry.add_tenant(ctx.settings, a.code, name=a.name, is_test=a.test, actor=ctx.actor)
+
+
+def cmd_tenant_list(ctx: Context) -> dict:
+    return {"tenants": registry.list_tenants(ctx.settings)}
+
+
+def cmd_flag_set(ctx: Context) -> dict:
+    a = ctx.args
+    return registry.set_flag(ctx.settings, a.tenant, a.flag, a.value, actor=ctx.actor)
+
+
+def cmd_graph_create(ctx: Context) -> dict:
+    a = ctx.args
+    spec = graphs.parse_graph(graphs.load_graph_file(a.file))
+    return ctx.in_tenant(a.tenant, graphs.create_graph, a.code, spec)
+
+
+def cmd_job_create(ctx: Context) -> dict:
+    a = ctx.args
+    return ctx.in_tenant(a.tenant, services.create_job, a.code, a.sku, a.quantity, a.graph, a.mode)
+
+
+JOB_ACTIONS = {
+    "start": services.start_job,
+    "cancel": services.cancel_job,
+    "restore": services.restore_job,
+    "archive": services.archive_job,
+}
+
+
+def cmd_job_action(ctx: Context) -> dict:
+    a = ctx.args
+    if a.action == "show":
+        return ctx.in_tenant(a.tenant, services.show_job, a.job, commit=False)
+    return ctx.in_tenant(a.tenant, JOB_ACTIONS[a.action], a.job, idempotency_key=a.idempotency_key, actor=ctx.actor)
+
+
+def cmd_job_list(ctx: Context) -> dict:
+    a = ctx.args
+    return {"jobs": ctx.in_tenant(a.tenant, services.list_jobs, a.status, commit=False)}
+
+
+def cmd_token_spawn(ctx: Context) -> dict:
+    a = ctx.args
+    return ctx.in_tenant(a.tenant, services.spawn_tokens, a.job, idempotency_key=a.idempotency_key, actor=ctx.actor)
+
+
+def cmd_work_queue(ctx: Context) -> dict:
+    a = ctx.args
+    return ctx.in_tenant(a.tenant, queue.read_queue, node=a.node, operator=a.operator, limit=a.limit, commit=False)
+
+
+def cmd_demo(ctx: Context) -> dict:
+    from . import demo
+
+    data = demo.build(ctx.settings, reset_first=ctx.args.reset)
+    if ctx.args.summary:
+        ctx.text = demo.render(data)
+    return data
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> Parser:
+    parser = Parser(prog="hatthasilpa", description="Hatthasilpa Integrity: lifecycle core and integrity monitor.")
+    parser.add_argument("--actor", help="who is acting (recorded in token events and audits); default $HATTHASILPA_ACTOR or 'cli'")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug output to stderr")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True, parser_class=Parser)
+    db.add_parser("upgrade", help="migrate core, monitor and every tenant DB").set_defaults(handler=cmd_db_upgrade)
+
+    tenant = sub.add_parser("tenant", help="tenants").add_subparsers(dest="tenant_command", required=True, parser_class=Parser)
+    p = tenant.add_parser("add", help="register a tenant in core and migrate its DB")
+    p.add_argument("code")
+    p.add_argument("--name")
+    p.add_argument("--test", action="store_true", help="a test tenant (TEMP serials allowed)")
+    p.set_defaults(handler=cmd_tenant_add)
+    tenant.add_parser("list", help="registered tenants").set_defaults(handler=cmd_tenant_list)
+
+    flag = sub.add_parser("flag", help="feature flags").add_subparsers(dest="flag_command", required=True, parser_class=Parser)
+    p = flag.add_parser("set", help="turn a tenant's flag on or off")
+    p.add_argument("tenant")
+    p.add_argument("flag")
+    p.add_argument("value", help="on or off")
+    p.set_defaults(handler=cmd_flag_set)
+
+    graph = sub.add_parser("graph", help="routing graphs").add_subparsers(dest="graph_command", required=True, parser_class=Parser)
+    p = graph.add_parser("create", help="create a routing graph (a new version if the code exists)")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--code", required=True)
+    p.add_argument("--file", required=True, help="GRAPH.json")
+    p.set_defaults(handler=cmd_graph_create)
+
+    job = sub.add_parser("job", help="production jobs").add_subparsers(dest="job_command", required=True, parser_class=Parser)
+    p = job.add_parser("create", help="create a planned job")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--code", required=True)
+    p.add_argument("--sku", required=True)
+    p.add_argument("--quantity", required=True, type=whole_number)
+    p.add_argument("--graph", required=True)
+    p.add_argument("--mode", default="piece", help="piece (default) or batch")
+    p.set_defaults(handler=cmd_job_create)
+    for action in ("start", "cancel", "restore", "archive", "show"):
+        p = job.add_parser(action, help=f"{action} a job")
+        p.add_argument("--tenant", required=True)
+        p.add_argument("job")
+        if action != "show":
+            p.add_argument("--idempotency-key", help="a retry with the same key returns the first result")
+        p.set_defaults(handler=cmd_job_action, action=action)
+    p = job.add_parser("list", help="jobs of a tenant")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--status")
+    p.set_defaults(handler=cmd_job_list)
+
+    token = sub.add_parser("token", help="tokens").add_subparsers(dest="token_command", required=True, parser_class=Parser)
+    p = token.add_parser("spawn", help="run the spawn guard on an in-progress job")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("job")
+    p.add_argument("--idempotency-key")
+    p.set_defaults(handler=cmd_token_spawn)
+
+    p = sub.add_parser("work-queue", help="ready tokens operators can take")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--node")
+    p.add_argument("--operator")
+    p.add_argument("--limit", type=whole_number, default=1000)
+    p.set_defaults(handler=cmd_work_queue)
+
+    p = sub.add_parser("demo", help="build a demo factory on the configured stores")
+    p.add_argument("--reset", action="store_true", help="delete the embedded SQLite demo files first")
+    p.add_argument("--summary", action="store_true", help="print a readable summary instead of the JSON envelope")
+    p.set_defaults(handler=cmd_demo)
+    return parser
+
+
+# --------------------------------------------------------------------------- edge
+def envelope(ok: bool, data=None, error: dict | None = None, started: float | None = None,
+             request_id: str | None = None) -> dict:
+    took = int((time.perf_counter() - started) * 1000) if started else 0
+    return {"ok": ok, "data": data if ok else None, "error": None if ok else error,
+            "meta": {"request_id": request_id or str(uuid.uuid4()), "took_ms": took}}
+
+
+def run(argv: list[str] | None = None) -> tuple[int, dict | None, str | None]:
+    """Execute one command; return (exit code, envelope, readable text). Never raises."""
+    started = time.perf_counter()
+    request_id = str(uuid.uuid4())
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as exc:  # --help printed by argparse
+            return int(exc.code or 0), None, None
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING, stream=sys.stderr,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        ctx = Context(args)
+        data = ctx.args.handler(ctx)
+        log.debug("request %s: %s succeeded", request_id, args.command)
+        return 0, envelope(True, data, started=started, request_id=request_id), ctx.text
+    except HatthasilpaError as exc:
+        err = exc
+    except IntegrityError as exc:
+        err = Conflict(f"the database refused the change: {str(exc.orig).strip().splitlines()[0]}",
+                       hint="another command changed the same rows; read the current state and retry")
+    except DBAPIError as exc:
+        log.error("database error: %s", exc)
+        err = InternalError(f"database error: {str(exc.orig).strip().splitlines()[0]}",
+                            hint="check that the database is reachable and migrated (hatthasilpa db upgrade)")
+    except Exception as exc:  # the envelope must hold even for bugs
+        log.error("internal error\n%s", traceback.format_exc())
+        err = InternalError(f"internal error: {type(exc).__name__}: {exc}", hint="see stderr for the traceback")
+    return err.exit_code, envelope(False, error=err.to_dict(), started=started, request_id=request_id), None
+
+
+def main(argv: list[str] | None = None) -> int:
+    code, body, text = run(argv)
+    if text is not None:
+        sys.stdout.write(text + "\n")
+    elif body is not None:
+        sys.stdout.write(json.dumps(body, default=str) + "\n")
+    sys.stdout.flush()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""Store configuration and SQLAlchemy engines (SPEC §2).
+
+Three settings name the stores; unset, each falls back to a SQLite file under
+``./var/``. Engines are cached per URL. SQLite engines take their write lock at
+``BEGIN IMMEDIATE`` so that two writers serialize at the start of a transaction
+instead of failing half-way; PostgreSQL engines use psycopg 3.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from .errors import ValidationError
+
+TENANT_CODE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The three store URLs; ``{tenant}`` in the template is the tenant code."""
+
+    core_url: str
+    tenant_url_template: str
+    monitor_url: str
+
+    @classmethod
+    def from_env(cls, environ: dict | None = None) -> "Settings":
+        env = os.environ if environ is None else environ
+        var = Path(env.get("HATTHASILPA_VAR_DIR", "var"))
+        return cls(
+            core_url=env.get("HATTHASILPA_CORE_URL") or f"sqlite:///{var / 'core.db'}",
+            tenant_url_template=env.get("HATTHASILPA_TENANT_URL_TEMPLATE") or f"sqlite:///{var / 'tenant_{tenant}.db'}",
+            monitor_url=env.get("HATTHASILPA_MONITOR_URL") or f"sqlite:///{var / 'monitor.db'}",
+        )
+
+    def tenant_url(self, tenant_code: str) -> str:
+        check_tenant_code(tenant_code)
+        if "{tenant}" not in self.tenant_url_template:
+            raise ValidationError(
+                "HATTHASILPA_TENANT_URL_TEMPLATE has no {tenant} placeholder",
+                hint="e.g. postgresql+psycopg://user@host/hatthasilpa_{tenant}")
+        return self.tenant_url_template.replace("{tenant}", tenant_code.lower())
+
+
+def check_tenant_code(code: str) -> str:
+    if not isinstance(code, str) or not TENANT_CODE_RE.match(code):
+        raise ValidationError(
+            f"invalid tenant code {code!r}",
+            hint="a tenant code starts with a letter and has at most 32 letters, digits or underscores")
+    return code
+
+
+_engines: dict[str, sa.Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def normalize_url(url: str) -> str:
+    """Use psycopg 3 for a bare ``postgresql://`` URL."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def _sqlite_engine(url: sa.URL) -> sa.Engine:
+    if url.database and url.database != ":memory:":
+        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        # Let SQLAlchemy, not pysqlite, decide when a transaction begins.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA busy_timeout = 30000")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        mode = conn.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        conn.exec_driver_sql(f"BEGIN {mode}" if mode in ("IMMEDIATE", "DEFERRED", "EXCLUSIVE") else "BEGIN")
+
+    return engine
+
+
+def get_engine(url: str) -> sa.Engine:
+    url = normalize_url(url)
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            parsed = make_url(url)
+            if parsed.get_backend_name() == "sqlite":
+                engine = _sqlite_engine(parsed)
+            else:
+                engine = sa.create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=40,
+                                          connect_args={"options": "-c timezone=UTC"})
+            _engines[url] = engine
+        return engine
+
+
+def dispose_engines() -> None:
+    with _engines_lock:
+        for engine in _engines.values():
+            engine.dispose()
+        _engines.clear()
+
+
+def dispose_engine(url: str) -> None:
+    with _engines_lock:
+        engine = _engines.pop(normalize_url(url), None)
+    if engine is not None:
+        engine.dispose()
+
+
+def is_postgres(conn_or_engine) -> bool:
+    return conn_or_engine.dialect.name == "postgresql"

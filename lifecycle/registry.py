@@ -1,0 +1,123 @@
+"""The core registry: tenants, feature flags, and migrating every store.
+
+``add_tenant`` migrates the tenant's database before it registers the tenant in
+core, so a tenant whose database cannot be reached is never half-registered.
+New tenants get ``FF_SERIAL_STD_HAT`` on (seed §3.3: on by default for every
+Hatthasilpa tenant); every flag change is written to ``feature_flag_audit``.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.exc import OperationalError
+
+from . import migrate
+from .db import Settings, check_tenant_code, get_engine
+from .errors import NotFound, ValidationError
+from .schema import feature_flag, feature_flag_audit, tenant
+from .uow import UnitOfWork, utcnow
+
+FF_SERIAL_STD_HAT = "FF_SERIAL_STD_HAT"
+KNOWN_FLAGS = (FF_SERIAL_STD_HAT,)
+
+
+def _migrate(url: str, store: str) -> None:
+    try:
+        migrate.upgrade(url, store)
+    except OperationalError as exc:
+        raise ValidationError(
+            f"cannot migrate the {store} database: {str(exc.orig).strip().splitlines()[0]}",
+            hint="check the URL setting; a PostgreSQL database must exist before `tenant add` (CREATE DATABASE …)",
+        ) from exc
+
+
+def upgrade_all(settings: Settings) -> dict:
+    """Migrate core, monitor and every registered tenant's database to head."""
+    _migrate(settings.core_url, "core")
+    _migrate(settings.monitor_url, "monitor")
+    migrated = []
+    for row in list_tenants(settings):
+        _migrate(settings.tenant_url(row["tenant_code"]), "tenant")
+        migrated.append(row["tenant_code"])
+    return {"core": migrate.head_revision("core"), "monitor": migrate.head_revision("monitor"),
+            "tenant": migrate.head_revision("tenant"), "tenants": migrated}
+
+
+def core_uow(settings: Settings) -> UnitOfWork:
+    return UnitOfWork(get_engine(settings.core_url))
+
+
+def list_tenants(settings: Settings) -> list[dict]:
+    with get_engine(settings.core_url).connect() as conn:
+        rows = conn.execute(sa.select(tenant.c.tenant_code, tenant.c.name, tenant.c.is_test_tenant)
+                            .order_by(tenant.c.tenant_code))
+        return [dict(r._mapping) for r in rows]
+
+
+def get_tenant(settings: Settings, code: str) -> dict:
+    check_tenant_code(code)
+    with get_engine(settings.core_url).connect() as conn:
+        try:
+            row = conn.execute(sa.select(tenant).where(tenant.c.tenant_code == code)).first()
+        except OperationalError as exc:
+            raise NotFound("the core database has no tenant table",
+                           hint="run `hatthasilpa db upgrade` (or `hatthasilpa tenant add CODE`) first") from exc
+        if row is None:
+            raise NotFound(f"tenant {code} is not registered", hint=f"register it: hatthasilpa tenant add {code}")
+        flags = {f.flag_key: f.enabled for f in conn.execute(
+            sa.select(feature_flag.c.flag_key, feature_flag.c.enabled).where(feature_flag.c.tenant_code == code))}
+    return {"tenant_code": row.tenant_code, "name": row.name, "is_test_tenant": bool(row.is_test_tenant),
+            "flags": flags}
+
+
+def add_tenant(settings: Settings, code: str, name: str | None = None, is_test: bool = False,
+               actor: str = "cli") -> dict:
+    check_tenant_code(code)
+    if name is not None and not name.strip():
+        raise ValidationError("tenant name is empty", hint="pass --name with a readable name, or leave it out")
+    _migrate(settings.core_url, "core")
+    _migrate(settings.tenant_url(code), "tenant")
+    with core_uow(settings) as uow:
+        existing = uow.conn.execute(sa.select(tenant).where(tenant.c.tenant_code == code).with_for_update()).first()
+        now = uow.now()
+        if existing is None:
+            uow.conn.execute(tenant.insert().values(tenant_code=code, name=name or code, is_test_tenant=is_test,
+                                                    created_at=now, updated_at=now))
+            _write_flag(uow, code, FF_SERIAL_STD_HAT, True, actor)
+            created = True
+        else:
+            changes = {"is_test_tenant": is_test}
+            if name:
+                changes["name"] = name
+            uow.conn.execute(tenant.update().where(tenant.c.tenant_code == code).values(**changes, updated_at=now))
+            created = False
+        uow.commit()
+    return {**get_tenant(settings, code), "created": created}
+
+
+def _write_flag(uow: UnitOfWork, code: str, flag: str, enabled: bool, actor: str) -> bool | None:
+    old = uow.conn.execute(sa.select(feature_flag.c.enabled).where(
+        feature_flag.c.tenant_code == code, feature_flag.c.flag_key == flag).with_for_update()).scalar()
+    now = uow.now()
+    if old is None:
+        uow.conn.execute(feature_flag.insert().values(tenant_code=code, flag_key=flag, enabled=enabled,
+                                                      created_at=now, updated_at=now))
+    else:
+        uow.conn.execute(feature_flag.update().where(feature_flag.c.tenant_code == code,
+                                                     feature_flag.c.flag_key == flag)
+                         .values(enabled=enabled, updated_at=now))
+    uow.conn.execute(feature_flag_audit.insert().values(tenant_code=code, flag_key=flag, old_enabled=old,
+                                                        new_enabled=enabled, actor=actor, created_at=now))
+    return old
+
+
+def set_flag(settings: Settings, code: str, flag: str, value: str, actor: str = "cli") -> dict:
+    if value not in ("on", "off"):
+        raise ValidationError(f"flag value must be on or off, got {value!r}", hint="hatthasilpa flag set TENANT FLAG on|off")
+    if flag not in KNOWN_FLAGS:
+        raise ValidationError(f"unknown feature flag {flag!r}", hint=f"known flags: {', '.join(KNOWN_FLAGS)}")
+    get_tenant(settings, code)
+    with core_uow(settings) as uow:
+        old = _write_flag(uow, code, flag, value == "on", actor)
+        uow.commit()
+    return {"tenant_code": code, "flag": flag, "enabled": value == "on", "previous": old, "changed_at": utcnow().isoformat()}

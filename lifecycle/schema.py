@@ -1,0 +1,364 @@
+"""Table definitions of the three stores (SPEC §3), in SQLAlchemy Core.
+
+The invariants live here first: CHECK constraints on every status column (derived
+from ``lifecycle.states``), CHECKs tying statuses to their timestamps, and partial
+unique indexes for "at most one active instance per job", "one open session per
+token", "one active assignment per token" and "one running session per operator".
+Alembic's migrations (``lifecycle/migrations``) create exactly this schema, plus the
+``work_queue`` view and the trigger that keeps scrapped tokens scrapped; a test
+compares the two.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from .states import (
+    AssignmentSource,
+    AssignmentStatus,
+    InstanceStatus,
+    JobStatus,
+    NodeKind,
+    ProductionMode,
+    SessionStatus,
+    TokenStatus,
+    values,
+)
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Timestamp = sa.DateTime(timezone=True)
+
+
+def _in(column: str, enum_cls) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values(enum_cls))})"
+
+
+def _created() -> sa.Column:
+    return sa.Column("created_at", Timestamp, nullable=False, server_default=sa.func.current_timestamp())
+
+
+def _updated() -> sa.Column:
+    return sa.Column("updated_at", Timestamp, nullable=False, server_default=sa.func.current_timestamp())
+
+
+def _status(enum_cls, default) -> sa.Column:
+    return sa.Column("status", sa.String(16), nullable=False, server_default=default.value)
+
+
+# --------------------------------------------------------------------------- tenant
+tenant_metadata = sa.MetaData(naming_convention=NAMING)
+
+routing_graph = sa.Table(
+    "routing_graph", tenant_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("code", sa.String(64), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="active"),
+    _created(), _updated(),
+    sa.UniqueConstraint("code", "version"),
+    sa.CheckConstraint("status IN ('active', 'retired')", name="status"),
+    sa.CheckConstraint("version > 0", name="version_positive"),
+)
+
+routing_node = sa.Table(
+    "routing_node", tenant_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("graph_id", sa.Integer, sa.ForeignKey("routing_graph.id"), nullable=False),
+    sa.Column("node_code", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(8), nullable=False),
+    _created(),
+    sa.UniqueConstraint("graph_id", "node_code"),
+    sa.CheckConstraint(_in("kind", NodeKind), name="kind"),
+)
+
+routing_edge = sa.Table(
+    "routing_edge", tenant_metadata,
+    sa.Column("graph_id", sa.Integer, sa.ForeignKey("routing_graph.id"), primary_key=True),
+    sa.Column("from_node_id", sa.Integer, sa.ForeignKey("routing_node.id"), primary_key=True),
+    sa.Column("to_node_id", sa.Integer, sa.ForeignKey("routing_node.id"), primary_key=True),
+    _created(),
+    sa.CheckConstraint("from_node_id <> to_node_id", name="no_self_loop"),
+)
+
+hatthasilpa_job = sa.Table(
+    "hatthasilpa_job", tenant_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("job_code", sa.String(64), nullable=False, unique=True),
+    sa.Column("sku", sa.String(64), nullable=False),
+    sa.Column("quantity", sa.Integer, nullable=False),
+    sa.Column("graph_id", sa.Integer, sa.ForeignKey("routing_graph.id"), nullable=False),
+    sa.Column("production_mode", sa.String(8), nullable=False, server_default="piece"),
+    _status(JobStatus, JobStatus.PLANNED),
+    _created(), _updated(),
+    sa.CheckConstraint("quantity > 0", name="quantity_positive"),
+    sa.CheckConstraint(_in("production_mode", ProductionMode), name="production_mode"),
+    sa.CheckConstraint(_in("status", JobStatus), name="status"),
+)
+
+job_graph_instance = sa.Table(
+    "job_graph_instance", tenant_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("hatthasilpa_job.id"), nullable=False),
+    sa.Column("graph_id", sa.Integer, sa.ForeignKey("routing_graph.id"), nullable=False),
+    _status(InstanceStatus, InstanceStatus.ACTIVE),
+    sa.Column("archived_at", Timestamp),
+    _created(), _updated(),
+    sa.CheckConstraint(_in("status", InstanceStatus), name="status"),
+    sa.CheckConstraint(
+        "(status = 'archived' AND archived_at IS NOT NULL) OR (status <> 'archived' AND archived_at IS NULL)",
+        name="archived_at"),
+    sa.Index("ux_job_graph_instance_one_active", "job_id", unique=True,
+             postgresql_where=sa.text("status = 'active'"), sqlite_where=sa.text("status = 'active'")),
+    sa.Index("ix_job_graph_instance_job_id", "job_id"),
+)
+
+node_instance = sa.Table(
+    "node_instance", tenant_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("instance_id", sa.Integer, sa.ForeignKey("job_graph_instance.id"), nullable=False),
+    sa.Column("node_id", sa.Integer, sa.ForeignKey("routing_node.id"), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="open"),
+    _created(), _updated(),
+    sa.UniqueConstraint("instance_id", "node_id"),
+    sa.CheckConstraint("status IN ('open', 'closed', 'archived')", name="status"),
+)
+
+token_spawn = sa.Table(
+    "token_spawn", tenant_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("instance_id", sa.Integer, sa.ForeignKey("job_graph_instance.id"), nullable=False),
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("hatthasilpa_job.id"), nullable=False),
+    sa.Column("token_count", sa.Integer, nullable=False),
+    sa.Column("idempotency_key", sa.String(128)),
+    _created(),
+    sa.CheckConstraint("token_count > 0", name="token_count_positive"),
+    sa.Index("ix_token_spawn_instance_id", "instance_id"),
+)
+
+flow_token = sa.Table(
+    "flow_token", tenant_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("instance_id", sa.Integer, sa.ForeignKey("job_graph_instance.id"), nullable=False),
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("hatthasilpa_job.id"), nullable=False),
+    sa.Column("spawn_id", sa.Integer, sa.ForeignKey("token_spawn.id"), nullable=False),
+    sa.Column("piece_index", sa.Integer, nullable=False),
+    sa.Column("current_node_id", sa.Integer, sa.ForeignKey("routing_node.id"), nullable=False),
+    sa.Column("serial_code", sa.String(96)),
+    _status(TokenStatus, TokenStatus.READY),
+    sa.Column("scrapped_at", Timestamp),
+    sa.Column("completed_at", Timestamp),
+    _created(), _updated(),
+    sa.UniqueConstraint("spawn_id", "piece_index"),
+    sa.CheckConstraint(_in("status", TokenStatus), name="status"),
+    sa.CheckConstraint("piece_index > 0", name="piece_index_positive"),
+    sa.CheckConstraint(
+        "(status = 'scrapped' AND scrapped_at IS NOT NULL) OR (status <> 'scrapped' AND scrapped_at IS NULL)",
+        name="scrapped_at"),
+    sa.CheckConstraint(
+        "(status = 'completed' AND completed_at IS NOT NULL) OR (status <> 'completed' AND completed_at IS NULL)",
+        name="completed_at"),
+    sa.Index("ix_flow_token_instance_id_status", "instance_id", "status"),
+    sa.Index("ix_flow_token_job_id", "job_id"),
+    sa.Index("ix_flow_token_live", "instance_id",
+             postgresql_where=sa.text("status IN ('ready', 'active', 'paused')"),
+             sqlite_where=sa.text("status IN ('ready', 'active', 'paused')")),
+)
+
+token_event = sa.Table(
+    "token_event", tenant_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("token_id", sa.Integer, sa.ForeignKey("flow_token.id"), nullable=False),
+    sa.Column("event_type", sa.String(32), nullable=False),
+    sa.Column("from_status", sa.String(16)),
+    sa.Column("to_status", sa.String(16)),
+    sa.Column("node_id", sa.Integer, sa.ForeignKey("routing_node.id")),
+    sa.Column("actor", sa.String(64)),
+    sa.Column("at", Timestamp, nullable=False, server_default=sa.func.current_timestamp()),
+    _created(),
+    sa.Index("ix_token_event_token_id", "token_id"),
+)
+
+manager_assignment = sa.Table(
+    "manager_assignment", tenant_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("hatthasilpa_job.id"), nullable=False),
+    sa.Column("node_id", sa.Integer, sa.ForeignKey("routing_node.id"), nullable=False),
+    sa.Column("operator_id", sa.String(64), nullable=False),
+    _created(), _updated(),
+    sa.UniqueConstraint("job_id", "node_id"),
+)
+
+token_assignment = sa.Table(
+    "token_assignment", tenant_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("token_id", sa.Integer, sa.ForeignKey("flow_token.id"), nullable=False),
+    sa.Column("operator_id", sa.String(64), nullable=False),
+    _status(AssignmentStatus, AssignmentStatus.ACTIVE),
+    sa.Column("source", sa.String(8), nullable=False),
+    _created(), _updated(),
+    sa.CheckConstraint(_in("status", AssignmentStatus), name="status"),
+    sa.CheckConstraint(_in("source", AssignmentSource), name="source"),
+    sa.Index("ux_token_assignment_one_active", "token_id", unique=True,
+             postgresql_where=sa.text("status = 'active'"), sqlite_where=sa.text("status = 'active'")),
+    sa.Index("ix_token_assignment_token_id", "token_id"),
+)
+
+token_work_session = sa.Table(
+    "token_work_session", tenant_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("token_id", sa.Integer, sa.ForeignKey("flow_token.id"), nullable=False),
+    sa.Column("assignment_id", sa.Integer, sa.ForeignKey("token_assignment.id")),
+    sa.Column("operator_id", sa.String(64), nullable=False),
+    _status(SessionStatus, SessionStatus.ACTIVE),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("resumed_at", Timestamp),
+    sa.Column("ended_at", Timestamp),
+    sa.Column("work_seconds", sa.Float, nullable=False, server_default="0"),
+    sa.Column("close_reason", sa.String(64)),
+    _created(), _updated(),
+    sa.CheckConstraint(_in("status", SessionStatus), name="status"),
+    sa.CheckConstraint("work_seconds >= 0", name="work_seconds_nonnegative"),
+    sa.CheckConstraint(
+        "(status = 'closed' AND ended_at IS NOT NULL) OR (status <> 'closed' AND ended_at IS NULL)",
+        name="ended_at"),
+    sa.CheckConstraint("ended_at IS NULL OR ended_at >= started_at", name="ended_after_start"),
+    sa.Index("ux_token_work_session_one_open", "token_id", unique=True,
+             postgresql_where=sa.text("status IN ('active', 'paused')"),
+             sqlite_where=sa.text("status IN ('active', 'paused')")),
+    sa.Index("ux_token_work_session_one_running_per_operator", "operator_id", unique=True,
+             postgresql_where=sa.text("status = 'active'"), sqlite_where=sa.text("status = 'active'")),
+    sa.Index("ix_token_work_session_token_id", "token_id"),
+)
+
+serial_registry = sa.Table(
+    "serial_registry", tenant_metadata,
+    sa.Column("serial_code", sa.String(96), primary_key=True),
+    sa.Column("tenant_code", sa.String(32), nullable=False),
+    sa.Column("sku", sa.String(64), nullable=False),
+    sa.Column("job_id", sa.Integer, sa.ForeignKey("hatthasilpa_job.id"), nullable=False),
+    sa.Column("token_id", sa.Integer, sa.ForeignKey("flow_token.id"), nullable=False),
+    sa.Column("mode", sa.String(4), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False, server_default="issued"),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    _created(), _updated(),
+    sa.CheckConstraint("mode IN ('STD', 'TEMP')", name="mode"),
+    sa.CheckConstraint("status IN ('issued', 'completed', 'voided')", name="status"),
+    sa.Index("ux_serial_registry_token_id", "token_id", unique=True),
+)
+
+serial_sequence = sa.Table(
+    "serial_sequence", tenant_metadata,
+    sa.Column("tenant_code", sa.String(32), primary_key=True),
+    sa.Column("sku", sa.String(64), primary_key=True),
+    sa.Column("last_value", sa.Integer, nullable=False, server_default="0"),
+    _created(), _updated(),
+)
+
+serial_outbox = sa.Table(
+    "serial_outbox", tenant_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("event_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("serial_code", sa.String(96), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("payload", sa.JSON, nullable=False),
+    sa.Column("published_at", Timestamp),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text),
+    sa.Column("next_attempt_at", Timestamp),
+    sa.Column("parked_at", Timestamp),
+    _created(),
+    sa.Index("ix_serial_outbox_pending", "id",
+             postgresql_where=sa.text("published_at IS NULL"), sqlite_where=sa.text("published_at IS NULL")),
+)
+
+command_idempotency = sa.Table(
+    "command_idempotency", tenant_metadata,
+    sa.Column("idempotency_key", sa.String(128), primary_key=True),
+    sa.Column("command", sa.String(32), nullable=False),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("response", sa.JSON, nullable=False),
+    _created(),
+)
+
+# --------------------------------------------------------------------------- core
+core_metadata = sa.MetaData(naming_convention=NAMING)
+
+tenant = sa.Table(
+    "tenant", core_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_code", sa.String(32), nullable=False, unique=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("is_test_tenant", sa.Boolean, nullable=False, server_default=sa.false()),
+    _created(), _updated(),
+)
+
+feature_flag = sa.Table(
+    "feature_flag", core_metadata,
+    sa.Column("tenant_code", sa.String(32), sa.ForeignKey("tenant.tenant_code"), primary_key=True),
+    sa.Column("flag_key", sa.String(64), primary_key=True),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    _created(), _updated(),
+)
+
+feature_flag_audit = sa.Table(
+    "feature_flag_audit", core_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_code", sa.String(32), nullable=False),
+    sa.Column("flag_key", sa.String(64), nullable=False),
+    sa.Column("old_enabled", sa.Boolean),
+    sa.Column("new_enabled", sa.Boolean, nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    _created(),
+)
+
+core_serial_registry = sa.Table(
+    "serial_registry", core_metadata,
+    sa.Column("serial_code", sa.String(96), primary_key=True),
+    sa.Column("tenant_code", sa.String(32), nullable=False),
+    sa.Column("sku", sa.String(64), nullable=False),
+    sa.Column("job_ref", sa.String(64), nullable=False),
+    sa.Column("token_ref", sa.String(64), nullable=False),
+    sa.Column("mode", sa.String(4), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    _created(), _updated(),
+    sa.CheckConstraint("mode IN ('STD', 'TEMP')", name="mode"),
+    sa.CheckConstraint("status IN ('issued', 'completed', 'voided')", name="status"),
+    sa.Index("ix_serial_registry_tenant_code", "tenant_code"),
+)
+
+# --------------------------------------------------------------------------- monitor
+monitor_metadata = sa.MetaData(naming_convention=NAMING)
+
+check_run = sa.Table(
+    "check_run", monitor_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("finished_at", Timestamp),
+    sa.Column("trigger", sa.String(32), nullable=False, server_default="cli"),
+    _created(),
+)
+
+finding = sa.Table(
+    "finding", monitor_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("check_run.id"), nullable=False),
+    sa.Column("tenant_code", sa.String(32), nullable=False),
+    sa.Column("check_id", sa.String(64), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("sample", sa.JSON, nullable=False),
+    sa.Column("started_at", Timestamp, nullable=False),
+    sa.Column("finished_at", Timestamp, nullable=False),
+    sa.Column("duration_seconds", sa.Float, nullable=False),
+    sa.Column("error", sa.Text),
+    _created(),
+    sa.Index("ix_finding_tenant_check", "tenant_code", "check_id", "id"),
+)

@@ -1,0 +1,229 @@
+"""Lifecycle use cases (SPEC §4): jobs, start/spawn, cancel as a hard reset, restore.
+
+WARNING — this module is the Hatthasilpa token lifecycle core. Changes here must keep
+token idempotency, the graph-instance state machine and the no-reuse rule intact;
+the integration suite (``tests/integration``) proves them on PostgreSQL and SQLite.
+
+Every use case takes a :class:`~lifecycle.uow.UnitOfWork` and never commits. Each
+one that changes a job first locks the job row (``SELECT … FOR UPDATE`` on
+PostgreSQL; SQLite's transactions already hold the write lock from ``BEGIN
+IMMEDIATE``), so concurrent starts, cancels and restores of one job serialize and
+every decision below is made on rows no one else can change meanwhile.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from . import graphs, idempotency, tokens
+from .assignments import close_open_sessions, expire_active_assignments
+from .errors import Conflict, InvalidTransition, MixedTokenStates, NotFound, ValidationError
+from .schema import hatthasilpa_job, job_graph_instance, routing_graph, token_spawn
+from .states import JOB_TRANSITIONS, JobStatus, ProductionMode, TokenStatus, require_job_transition, sources, values
+from .uow import UnitOfWork, iso
+
+MAX_QUANTITY = 100_000
+
+
+# --------------------------------------------------------------------------- helpers
+def get_job(uow: UnitOfWork, job_code: str, lock: bool = False) -> sa.Row:
+    query = sa.select(hatthasilpa_job).where(hatthasilpa_job.c.job_code == job_code)
+    if lock:
+        query = query.with_for_update()
+    row = uow.conn.execute(query).first()
+    if row is None:
+        raise NotFound(f"job {job_code} not found", hint="list jobs with `hatthasilpa job show` or create it first")
+    return row
+
+
+def _move_job(uow: UnitOfWork, job: sa.Row, target: JobStatus) -> None:
+    """Guarded transition: UPDATE … WHERE status IN (the sources the table allows)."""
+    require_job_transition(job.status, target, job.job_code)
+    moved = uow.conn.execute(
+        hatthasilpa_job.update()
+        .where(hatthasilpa_job.c.id == job.id,
+               hatthasilpa_job.c.status.in_([s.value for s in sources(JOB_TRANSITIONS, target)]))
+        .values(status=target.value, updated_at=uow.now())
+        .returning(hatthasilpa_job.c.id)).first()
+    if moved is None:
+        raise InvalidTransition(f"job {job.job_code} changed status concurrently", hint="read it again and retry")
+
+
+def active_instance(uow: UnitOfWork, job_id: int) -> sa.Row | None:
+    return uow.conn.execute(sa.select(job_graph_instance).where(
+        job_graph_instance.c.job_id == job_id, job_graph_instance.c.status == "active")).first()
+
+
+def _start_result(job: sa.Row, instance_id: int, spawned: bool, spawn_id: int | None, token_ids: list[int],
+                  archived: list[int]) -> dict:
+    return {"job_code": job.job_code, "job_id": job.id, "status": JobStatus.IN_PROGRESS.value,
+            "instance_id": instance_id, "spawned": spawned, "spawn_id": spawn_id,
+            "token_ids": token_ids, "token_count": len(token_ids), "archived_instance_ids": archived}
+
+
+# --------------------------------------------------------------------------- use cases
+def create_job(uow: UnitOfWork, job_code: str, sku: str, quantity: object, graph_code: str,
+               mode: str = ProductionMode.PIECE.value) -> dict:
+    graphs.validate_code(job_code, "job code")
+    graphs.validate_code(sku, "SKU")
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or not 0 < quantity <= MAX_QUANTITY:
+        raise ValidationError(f"quantity must be a whole number from 1 to {MAX_QUANTITY}, got {quantity!r}",
+                              hint="pass --quantity N with N > 0")
+    if mode not in values(ProductionMode):
+        raise ValidationError(f"unknown production mode {mode!r}", hint="use --mode piece or --mode batch")
+    graph = graphs.active_graph(uow.conn, graph_code)
+    exists = uow.conn.execute(sa.select(hatthasilpa_job.c.id).where(hatthasilpa_job.c.job_code == job_code)).first()
+    if exists is not None:
+        raise Conflict(f"job {job_code} already exists", hint="job codes are unique; choose another code")
+    now = uow.now()
+    job_id = uow.conn.execute(hatthasilpa_job.insert().values(
+        job_code=job_code, sku=sku, quantity=quantity, graph_id=graph.id, production_mode=mode,
+        status=JobStatus.PLANNED.value, created_at=now, updated_at=now).returning(hatthasilpa_job.c.id)).scalar_one()
+    return {"job_id": job_id, "job_code": job_code, "sku": sku, "quantity": quantity, "graph": graph.code,
+            "graph_version": graph.version, "production_mode": mode, "status": JobStatus.PLANNED.value}
+
+
+def _ensure_token_set(uow: UnitOfWork, job: sa.Row, idempotency_key: str | None, actor: str) -> dict:
+    """The spawn guard of SPEC §4.2, on the job's active instance (created when missing)."""
+    node_ids = graphs.node_ids(uow.conn, job.graph_id)
+    archived: list[int] = []
+    instance = active_instance(uow, job.id)
+    instance_id = instance.id if instance else tokens.create_instance(uow, job.id, job.graph_id, node_ids)
+    counts = tokens.count_by_status(uow, instance_id)
+    live = sum(counts.get(s, 0) for s in tokens.LIVE)
+    completed = counts.get(TokenStatus.COMPLETED.value, 0)
+    scrapped = counts.get(TokenStatus.SCRAPPED.value, 0)
+    if scrapped and (live or completed):
+        raise MixedTokenStates(
+            f"instance {instance_id} of job {job.job_code} holds {scrapped} scrapped and {live + completed} "
+            "live or completed tokens",
+            hint=f"cancel the job (hard reset), restore it and start again: hatthasilpa job cancel --tenant T {job.job_code}",
+            instance_id=instance_id, counts=counts)
+    if live or completed:
+        existing = tokens.token_ids(uow, instance_id, tokens.LIVE + [TokenStatus.COMPLETED.value])
+        return _start_result(job, instance_id, False, None, existing, archived)
+    if scrapped:  # only scrapped tokens: retire this instance, spawn a clean set on a new one
+        archived = tokens.archive_instances(uow, job.id)
+        instance_id = tokens.create_instance(uow, job.id, job.graph_id, node_ids)
+    spawn_id, ids = tokens.spawn(uow, job, instance_id, graphs.start_node_id(uow.conn, job.graph_id),
+                                 idempotency_key, actor)
+    return _start_result(job, instance_id, True, spawn_id, ids, archived)
+
+
+def start_job(uow: UnitOfWork, job_code: str, idempotency_key: str | None = None, actor: str = "system") -> dict:
+    """planned → in_progress with a token set; on an in-progress job, re-run the spawn guard."""
+    idempotency.check_key(idempotency_key)
+    job = get_job(uow, job_code, lock=True)
+
+    def action() -> dict:
+        if job.status != JobStatus.IN_PROGRESS.value:
+            require_job_transition(job.status, JobStatus.IN_PROGRESS, job.job_code)
+        result = _ensure_token_set(uow, job, idempotency_key, actor)
+        if job.status != JobStatus.IN_PROGRESS.value:
+            _move_job(uow, job, JobStatus.IN_PROGRESS)
+        return result
+
+    return idempotency.run(uow, idempotency_key, "job.start", {"job_code": job_code}, action)
+
+
+def spawn_tokens(uow: UnitOfWork, job_code: str, idempotency_key: str | None = None, actor: str = "system") -> dict:
+    """Run the spawn guard on an in-progress job (``token spawn``)."""
+    idempotency.check_key(idempotency_key)
+    job = get_job(uow, job_code, lock=True)
+
+    def action() -> dict:
+        if job.status != JobStatus.IN_PROGRESS.value:
+            raise InvalidTransition(f"job {job_code} is {job.status}; tokens are spawned only for a job in progress",
+                                    hint=f"start it: hatthasilpa job start --tenant T {job_code}")
+        return _ensure_token_set(uow, job, idempotency_key, actor)
+
+    return idempotency.run(uow, idempotency_key, "token.spawn", {"job_code": job_code}, action)
+
+
+def cancel_job(uow: UnitOfWork, job_code: str, idempotency_key: str | None = None, actor: str = "system") -> dict:
+    """Cancel = hard reset (SPEC §4.3), in the caller's one transaction."""
+    idempotency.check_key(idempotency_key)
+    job = get_job(uow, job_code, lock=True)
+
+    def action() -> dict:
+        if job.status == JobStatus.CANCELLED.value:
+            return {"job_code": job_code, "job_id": job.id, "status": job.status, "cancelled": False,
+                    "scrapped_token_ids": [], "closed_session_ids": [], "expired_assignment_ids": [],
+                    "archived_instance_ids": []}
+        require_job_transition(job.status, JobStatus.CANCELLED, job.job_code)
+        result = hard_reset(uow, job, actor)
+        _move_job(uow, job, JobStatus.CANCELLED)
+        return {"job_code": job_code, "job_id": job.id, "status": JobStatus.CANCELLED.value, "cancelled": True,
+                **result}
+
+    return idempotency.run(uow, idempotency_key, "job.cancel", {"job_code": job_code}, action)
+
+
+def hard_reset(uow: UnitOfWork, job: sa.Row, actor: str) -> dict:
+    """Scrap every live token of the job, close their sessions, expire their
+    assignments and archive its instances. The job row must already be locked."""
+    live = tokens.lock_live_tokens(uow, job.id)
+    ids = [t.id for t in live]
+    closed = close_open_sessions(uow, ids, reason="job_cancelled")
+    expired = expire_active_assignments(uow, ids)
+    scrapped = tokens.scrap(uow, live, actor=actor, reason="scrapped_by_cancel")
+    archived = tokens.archive_instances(uow, job.id)
+    return {"scrapped_token_ids": scrapped, "closed_session_ids": closed, "expired_assignment_ids": expired,
+            "archived_instance_ids": archived}
+
+
+def restore_job(uow: UnitOfWork, job_code: str, idempotency_key: str | None = None, actor: str = "system") -> dict:
+    idempotency.check_key(idempotency_key)
+    job = get_job(uow, job_code, lock=True)
+
+    def action() -> dict:
+        _move_job(uow, job, JobStatus.PLANNED)
+        return {"job_code": job_code, "job_id": job.id, "status": JobStatus.PLANNED.value}
+
+    return idempotency.run(uow, idempotency_key, "job.restore", {"job_code": job_code}, action)
+
+
+def archive_job(uow: UnitOfWork, job_code: str, idempotency_key: str | None = None, actor: str = "system") -> dict:
+    idempotency.check_key(idempotency_key)
+    job = get_job(uow, job_code, lock=True)
+
+    def action() -> dict:
+        _move_job(uow, job, JobStatus.ARCHIVED)
+        archived = tokens.archive_instances(uow, job.id)
+        return {"job_code": job_code, "job_id": job.id, "status": JobStatus.ARCHIVED.value,
+                "archived_instance_ids": archived}
+
+    return idempotency.run(uow, idempotency_key, "job.archive", {"job_code": job_code}, action)
+
+
+def show_job(uow: UnitOfWork, job_code: str) -> dict:
+    job = get_job(uow, job_code)
+    graph = uow.conn.execute(sa.select(routing_graph.c.code, routing_graph.c.version)
+                             .where(routing_graph.c.id == job.graph_id)).one()
+    instances = []
+    active_id = None
+    for inst in uow.conn.execute(sa.select(job_graph_instance).where(job_graph_instance.c.job_id == job.id)
+                                 .order_by(job_graph_instance.c.id)):
+        spawns = uow.conn.execute(sa.select(sa.func.count()).select_from(token_spawn)
+                                  .where(token_spawn.c.instance_id == inst.id)).scalar_one()
+        instances.append({"instance_id": inst.id, "status": inst.status, "created_at": iso(inst.created_at),
+                          "archived_at": iso(inst.archived_at), "spawn_cycles": spawns,
+                          "tokens": tokens.count_by_status(uow, inst.id)})
+        if inst.status == "active":
+            active_id = inst.id
+    return {"job_id": job.id, "job_code": job.job_code, "sku": job.sku, "quantity": job.quantity,
+            "graph": graph.code, "graph_version": graph.version, "production_mode": job.production_mode,
+            "status": job.status, "created_at": iso(job.created_at), "updated_at": iso(job.updated_at),
+            "active_instance_id": active_id,
+            "token_ids": tokens.token_ids(uow, active_id) if active_id else [],
+            "instances": instances}
+
+
+def list_jobs(uow: UnitOfWork, status: str | None = None) -> list[dict]:
+    query = sa.select(hatthasilpa_job.c.job_code, hatthasilpa_job.c.sku, hatthasilpa_job.c.quantity,
+                      hatthasilpa_job.c.status, hatthasilpa_job.c.production_mode).order_by(hatthasilpa_job.c.job_code)
+    if status is not None:
+        if status not in values(JobStatus):
+            raise ValidationError(f"unknown job status {status!r}", hint=f"one of: {', '.join(values(JobStatus))}")
+        query = query.where(hatthasilpa_job.c.status == status)
+    return [dict(r._mapping) for r in uow.conn.execute(query)]

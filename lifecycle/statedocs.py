@@ -1,0 +1,52 @@
+"""Write the state diagrams of ``lifecycle.states`` into ``docs/state-machines.md``.
+
+Run ``python -m lifecycle.statedocs`` (or ``make docs``) after changing a transition
+table; ``tests/unit/test_statedocs.py`` fails while the committed file is stale.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .states import INITIAL, INSTANCE_TRANSITIONS, JOB_TRANSITIONS, TOKEN_TRANSITIONS, InstanceStatus, JobStatus, TokenStatus
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "state-machines.md"
+
+MACHINES = [
+    ("Job", JobStatus, JOB_TRANSITIONS, "`hatthasilpa_job.status` (SPEC §4.1). Any other move is refused with "
+                                        "`INVALID_TRANSITION` and writes nothing."),
+    ("Graph instance", InstanceStatus, INSTANCE_TRANSITIONS,
+     "`job_graph_instance.status`. At most one `active` instance per job; an archived instance is never reused."),
+    ("Token", TokenStatus, TOKEN_TRANSITIONS,
+     "`flow_token.status`. `scrapped` is final, enforced by a database trigger."),
+]
+
+
+def mermaid(enum_cls, table: dict) -> str:
+    lines = ["```mermaid", "stateDiagram-v2", f"    [*] --> {INITIAL[enum_cls].value}"]
+    for (src, dst), label in table.items():
+        lines.append(f"    {src.value} --> {dst.value}: {label}")
+    finals = [s for s in enum_cls if not any(src == s for (src, _) in table)]
+    lines += [f"    {s.value} --> [*]" for s in finals]
+    lines.append("```")
+    return "\n".join(lines)
+
+
+def render() -> str:
+    parts = ["# State machines", "",
+             "Generated from `lifecycle/states.py` by `python -m lifecycle.statedocs`; do not edit by hand.", ""]
+    for title, enum_cls, table, note in MACHINES:
+        parts += [f"## {title}", "", note, "", mermaid(enum_cls, table), ""]
+    return "\n".join(parts)
+
+
+def main() -> int:
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(render(), encoding="utf-8")
+    print(f"wrote {DOC}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

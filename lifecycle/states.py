@@ -1,0 +1,119 @@
+"""States and transitions, declared once.
+
+Each state machine is an enum plus a transition table. The services guard every
+status change with these tables, the schema derives its CHECK constraints from the
+enums, and ``lifecycle.statedocs`` draws the Mermaid diagrams in ``docs/`` from them,
+so code, database and documentation cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from .errors import InvalidTransition
+
+
+class JobStatus(str, enum.Enum):
+    PLANNED = "planned"  # created, or restored after a cancel; no live tokens
+    IN_PROGRESS = "in_progress"  # started: an active instance holds its token set
+    COMPLETED = "completed"  # every token finished or scrapped, at least one finished
+    CANCELLED = "cancelled"  # hard reset: tokens scrapped, instance archived
+    ARCHIVED = "archived"  # final; kept for history only
+
+
+class InstanceStatus(str, enum.Enum):
+    ACTIVE = "active"  # the one instance a job's tokens live on (at most one per job)
+    COMPLETED = "completed"  # its job completed
+    ARCHIVED = "archived"  # retired by a cancel or a respawn; never reused
+
+
+class TokenStatus(str, enum.Enum):
+    READY = "ready"  # waiting at a node for an operator
+    ACTIVE = "active"  # an operator's session is running on it
+    PAUSED = "paused"  # its session is paused
+    COMPLETED = "completed"  # passed an end node
+    SCRAPPED = "scrapped"  # final: never changes status again
+
+
+class ProductionMode(str, enum.Enum):
+    PIECE = "piece"  # one token per piece, each with a serial
+    BATCH = "batch"  # tokens without per-piece serials
+
+
+class NodeKind(str, enum.Enum):
+    START = "start"
+    WORK = "work"
+    END = "end"
+
+
+class AssignmentStatus(str, enum.Enum):
+    ACTIVE = "active"
+    EXPIRED = "expired"
+    DONE = "done"
+
+
+class AssignmentSource(str, enum.Enum):
+    MANAGER = "manager"
+    SELF = "self"
+
+
+class SessionStatus(str, enum.Enum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    CLOSED = "closed"
+
+
+LIVE_TOKEN_STATUSES = (TokenStatus.READY, TokenStatus.ACTIVE, TokenStatus.PAUSED)
+OPEN_SESSION_STATUSES = (SessionStatus.ACTIVE, SessionStatus.PAUSED)
+
+# (from, to): the command or event that takes it.
+JOB_TRANSITIONS: dict[tuple[JobStatus, JobStatus], str] = {
+    (JobStatus.PLANNED, JobStatus.IN_PROGRESS): "start",
+    (JobStatus.IN_PROGRESS, JobStatus.COMPLETED): "last token finished",
+    (JobStatus.PLANNED, JobStatus.CANCELLED): "cancel",
+    (JobStatus.IN_PROGRESS, JobStatus.CANCELLED): "cancel",
+    (JobStatus.CANCELLED, JobStatus.PLANNED): "restore",
+    (JobStatus.COMPLETED, JobStatus.ARCHIVED): "archive",
+    (JobStatus.CANCELLED, JobStatus.ARCHIVED): "archive",
+}
+
+INSTANCE_TRANSITIONS: dict[tuple[InstanceStatus, InstanceStatus], str] = {
+    (InstanceStatus.ACTIVE, InstanceStatus.COMPLETED): "job completed",
+    (InstanceStatus.ACTIVE, InstanceStatus.ARCHIVED): "cancel / respawn after scrap",
+    (InstanceStatus.COMPLETED, InstanceStatus.ARCHIVED): "job archived",
+}
+
+TOKEN_TRANSITIONS: dict[tuple[TokenStatus, TokenStatus], str] = {
+    (TokenStatus.READY, TokenStatus.ACTIVE): "session start",
+    (TokenStatus.ACTIVE, TokenStatus.PAUSED): "session pause",
+    (TokenStatus.PAUSED, TokenStatus.ACTIVE): "session resume",
+    (TokenStatus.ACTIVE, TokenStatus.READY): "session complete (next node)",
+    (TokenStatus.ACTIVE, TokenStatus.COMPLETED): "session complete (end node)",
+    (TokenStatus.READY, TokenStatus.SCRAPPED): "cancel / repair",
+    (TokenStatus.ACTIVE, TokenStatus.SCRAPPED): "cancel / repair",
+    (TokenStatus.PAUSED, TokenStatus.SCRAPPED): "cancel / repair",
+}
+
+INITIAL = {JobStatus: JobStatus.PLANNED, InstanceStatus: InstanceStatus.ACTIVE, TokenStatus: TokenStatus.READY}
+
+
+def sources(table: dict, target) -> tuple:
+    """Every status from which ``table`` allows a move to ``target``."""
+    return tuple(src for (src, dst) in table if dst == target)
+
+
+def require_job_transition(current: JobStatus | str, target: JobStatus, job_code: str) -> None:
+    """Raise INVALID_TRANSITION unless the job state machine allows ``current → target``."""
+    current = JobStatus(current)
+    if (current, target) not in JOB_TRANSITIONS:
+        allowed = sorted(dst.value for (src, dst) in JOB_TRANSITIONS if src == current)
+        raise InvalidTransition(
+            f"job {job_code} cannot go from {current.value} to {target.value}",
+            hint=(f"from {current.value} a job may go to: {', '.join(allowed)}" if allowed
+                  else f"{current.value} is final"),
+            job_code=job_code, current=current.value, target=target.value,
+        )
+
+
+def values(enum_cls) -> list[str]:
+    return [member.value for member in enum_cls]

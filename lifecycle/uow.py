@@ -1,0 +1,66 @@
+"""The unit of work: the only place a lifecycle transaction commits.
+
+A ``UnitOfWork`` opens one connection and one transaction. Domain functions receive
+it, use ``uow.conn`` and ``uow.now()``, and never commit; the caller commits once
+at the end, and anything that leaves the ``with`` block without that commit,
+an error included, is rolled back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Callable
+
+import sqlalchemy as sa
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+Clock = Callable[[], dt.datetime]
+
+
+class UnitOfWork:
+    def __init__(self, engine: sa.Engine, clock: Clock = utcnow, tenant_code: str | None = None) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.tenant_code = tenant_code
+        self.conn: sa.Connection | None = None
+        self._tx: sa.RootTransaction | None = None
+
+    def __enter__(self) -> "UnitOfWork":
+        self.conn = self.engine.connect()
+        self._tx = self.conn.begin()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        try:
+            if self._tx is not None and self._tx.is_active:
+                self._tx.rollback()
+        finally:
+            self.conn.close()
+
+    def commit(self) -> None:
+        self._tx.commit()
+
+    def now(self) -> dt.datetime:
+        return self.clock()
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+
+def as_utc(value: dt.datetime | str | None) -> dt.datetime | None:
+    """Timestamps read back from SQLite are naive UTC; make every value aware."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = dt.datetime.fromisoformat(value)
+    return value if value.tzinfo else value.replace(tzinfo=dt.timezone.utc)
+
+
+def iso(value: dt.datetime | str | None) -> str | None:
+    value = as_utc(value)
+    return value.isoformat() if value else None

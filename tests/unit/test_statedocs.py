@@ -1,0 +1,15 @@
+"""The committed state diagrams are generated from the code and must match it."""
+
+from lifecycle import statedocs
+from lifecycle.states import JOB_TRANSITIONS
+
+
+def test_committed_state_docs_match_the_code():
+    assert statedocs.DOC.read_text(encoding="utf-8") == statedocs.render(), \
+        "docs/state-machines.md is stale: run `make docs`"
+
+
+def test_every_job_transition_is_drawn():
+    text = statedocs.render()
+    for (src, dst) in JOB_TRANSITIONS:
+        assert f"{src.value} --> {dst.value}:" in text

@@ -23,7 +23,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from . import graphs, queue, registry, services
 from .db import Settings, get_engine
 from .errors import Conflict, HatthasilpaError, InternalError, ValidationError
-from .uow import UnitOfWork
+from .uow import TenantInfo, UnitOfWork
 
 log = logging.getLogger("hatthasilpa")
 
@@ -56,8 +56,8 @@ class Context:
         self.text: str | None = None  # a readable rendering that replaces the envelope on stdout
 
     def tenant_uow(self, code: str) -> UnitOfWork:
-        registry.get_tenant(self.settings, code)
-        return UnitOfWork(get_engine(self.settings.tenant_url(code)), tenant_code=code)
+        tenant = TenantInfo.from_registry(registry.get_tenant(self.settings, code))
+        return UnitOfWork(get_engine(self.settings.tenant_url(code)), tenant_code=code, tenant=tenant)
 
     def in_tenant(self, code: str, use_case: Callable, *args, commit: bool = True, **kwargs) -> dict:
         with self.tenant_uow(code) as uow:

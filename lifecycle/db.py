@@ -123,3 +123,12 @@ def dispose_engine(url: str) -> None:
 
 def is_postgres(conn_or_engine) -> bool:
     return conn_or_engine.dialect.name == "postgresql"
+
+
+def dialect_insert(conn: sa.Connection, table: sa.Table):
+    """``INSERT`` with ``on_conflict_do_nothing/do_update`` for the connection's dialect."""
+    if is_postgres(conn):
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)

@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 from . import graphs, queue, registry, services
 from .db import Settings, dispose_engines, get_engine
 from .errors import Conflict, ValidationError
-from .uow import UnitOfWork
+from .uow import TenantInfo, UnitOfWork
 
 TENANTS = [("atelier", "Atelier Bangkok", False), ("sandbox", "QA sandbox", True)]
 
@@ -76,7 +76,8 @@ def build(settings: Settings, reset_first: bool = False, progress=None) -> dict:
         progress(f"demo: tenant {code}")
         registry.add_tenant(settings, code, name=name, is_test=is_test, actor="demo")
         engine = get_engine(settings.tenant_url(code))
-        with UnitOfWork(engine) as uow:
+        tenant = TenantInfo.from_registry(registry.get_tenant(settings, code))
+        with UnitOfWork(engine, tenant=tenant) as uow:
             for graph_code, document in GRAPHS.items():
                 graphs.create_graph(uow, graph_code, graphs.parse_graph(document))
             uow.commit()
@@ -86,12 +87,12 @@ def build(settings: Settings, reset_first: bool = False, progress=None) -> dict:
                 number += 1
                 job_code = f"{code[:3].upper()}-{number:03d}"
                 graph_code = "wallet" if number % 3 == 0 else "tote"
-                with UnitOfWork(engine) as uow:
+                with UnitOfWork(engine, tenant=tenant) as uow:
                     services.create_job(uow, job_code, "WALLET-BF" if graph_code == "wallet" else "TOTE-M",
                                         2 + number % 4, graph_code)
                     uow.commit()
                 for step in steps:
-                    with UnitOfWork(engine) as uow:
+                    with UnitOfWork(engine, tenant=tenant) as uow:
                         ACTIONS[step](uow, job_code, actor="demo")
                         uow.commit()
         progress(f"demo: {number} jobs on {code}")

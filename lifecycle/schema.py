@@ -20,6 +20,8 @@ from .states import (
     JobStatus,
     NodeKind,
     ProductionMode,
+    SerialMode,
+    SerialStatus,
     SessionStatus,
     TokenStatus,
     values,
@@ -248,8 +250,8 @@ serial_registry = sa.Table(
     sa.Column("status", sa.String(16), nullable=False, server_default="issued"),
     sa.Column("version", sa.Integer, nullable=False, server_default="1"),
     _created(), _updated(),
-    sa.CheckConstraint("mode IN ('STD', 'TEMP')", name="mode"),
-    sa.CheckConstraint("status IN ('issued', 'completed', 'voided')", name="status"),
+    sa.CheckConstraint(_in("mode", SerialMode), name="mode"),
+    sa.CheckConstraint(_in("status", SerialStatus), name="status"),
     sa.Index("ux_serial_registry_token_id", "token_id", unique=True),
 )
 
@@ -329,8 +331,8 @@ core_serial_registry = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("version", sa.Integer, nullable=False, server_default="1"),
     _created(), _updated(),
-    sa.CheckConstraint("mode IN ('STD', 'TEMP')", name="mode"),
-    sa.CheckConstraint("status IN ('issued', 'completed', 'voided')", name="status"),
+    sa.CheckConstraint(_in("mode", SerialMode), name="mode"),
+    sa.CheckConstraint(_in("status", SerialStatus), name="status"),
     sa.Index("ix_serial_registry_tenant_code", "tenant_code"),
 )
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from . import graphs, idempotency, tokens
+from . import graphs, idempotency, serials, tokens
 from .assignments import close_open_sessions, expire_active_assignments
 from .errors import Conflict, InvalidTransition, MixedTokenStates, NotFound, ValidationError
 from .schema import hatthasilpa_job, job_graph_instance, routing_graph, token_spawn
@@ -55,10 +55,12 @@ def active_instance(uow: UnitOfWork, job_id: int) -> sa.Row | None:
 
 
 def _start_result(job: sa.Row, instance_id: int, spawned: bool, spawn_id: int | None, token_ids: list[int],
-                  archived: list[int]) -> dict:
+                  archived: list[int], serial_codes: list[str]) -> dict:
+    """``serials`` holds the token set's serials in ``token_ids`` order (empty in batch mode)."""
     return {"job_code": job.job_code, "job_id": job.id, "status": JobStatus.IN_PROGRESS.value,
             "instance_id": instance_id, "spawned": spawned, "spawn_id": spawn_id,
-            "token_ids": token_ids, "token_count": len(token_ids), "archived_instance_ids": archived}
+            "token_ids": token_ids, "token_count": len(token_ids), "archived_instance_ids": archived,
+            "serials": serial_codes}
 
 
 # --------------------------------------------------------------------------- use cases
@@ -101,13 +103,18 @@ def _ensure_token_set(uow: UnitOfWork, job: sa.Row, idempotency_key: str | None,
             instance_id=instance_id, counts=counts)
     if live or completed:
         existing = tokens.token_ids(uow, instance_id, tokens.LIVE + [TokenStatus.COMPLETED.value])
-        return _start_result(job, instance_id, False, None, existing, archived)
+        return _start_result(job, instance_id, False, None, existing, archived, serials.serials_of(uow, existing))
+    # Piece mode: the serial policy may refuse here (SERIAL_POLICY_VIOLATION); the
+    # caller's transaction then rolls back and nothing of this start remains.
+    mode, serial_codes = serials.allocate(uow, job)
     if scrapped:  # only scrapped tokens: retire this instance, spawn a clean set on a new one
         archived = tokens.archive_instances(uow, job.id)
         instance_id = tokens.create_instance(uow, job.id, job.graph_id, node_ids)
     spawn_id, ids = tokens.spawn(uow, job, instance_id, graphs.start_node_id(uow.conn, job.graph_id),
-                                 idempotency_key, actor)
-    return _start_result(job, instance_id, True, spawn_id, ids, archived)
+                                 idempotency_key, actor, serial_codes)
+    if serial_codes:
+        serials.register(uow, job, mode, ids, serial_codes)
+    return _start_result(job, instance_id, True, spawn_id, ids, archived, serial_codes or [])
 
 
 def start_job(uow: UnitOfWork, job_code: str, idempotency_key: str | None = None, actor: str = "system") -> dict:
@@ -149,7 +156,7 @@ def cancel_job(uow: UnitOfWork, job_code: str, idempotency_key: str | None = Non
         if job.status == JobStatus.CANCELLED.value:
             return {"job_code": job_code, "job_id": job.id, "status": job.status, "cancelled": False,
                     "scrapped_token_ids": [], "closed_session_ids": [], "expired_assignment_ids": [],
-                    "archived_instance_ids": []}
+                    "archived_instance_ids": [], "voided_serials": []}
         require_job_transition(job.status, JobStatus.CANCELLED, job.job_code)
         result = hard_reset(uow, job, actor)
         _move_job(uow, job, JobStatus.CANCELLED)
@@ -161,15 +168,17 @@ def cancel_job(uow: UnitOfWork, job_code: str, idempotency_key: str | None = Non
 
 def hard_reset(uow: UnitOfWork, job: sa.Row, actor: str) -> dict:
     """Scrap every live token of the job, close their sessions, expire their
-    assignments and archive its instances. The job row must already be locked."""
+    assignments, void their serials (through the outbox) and archive its instances.
+    The job row must already be locked."""
     live = tokens.lock_live_tokens(uow, job.id)
     ids = [t.id for t in live]
     closed = close_open_sessions(uow, ids, reason="job_cancelled")
     expired = expire_active_assignments(uow, ids)
     scrapped = tokens.scrap(uow, live, actor=actor, reason="scrapped_by_cancel")
+    voided = serials.void_for_tokens(uow, scrapped)
     archived = tokens.archive_instances(uow, job.id)
     return {"scrapped_token_ids": scrapped, "closed_session_ids": closed, "expired_assignment_ids": expired,
-            "archived_instance_ids": archived}
+            "archived_instance_ids": archived, "voided_serials": voided}
 
 
 def restore_job(uow: UnitOfWork, job_code: str, idempotency_key: str | None = None, actor: str = "system") -> dict:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .states import INITIAL, INSTANCE_TRANSITIONS, JOB_TRANSITIONS, TOKEN_TRANSITIONS, InstanceStatus, JobStatus, TokenStatus
+from .states import (INITIAL, INSTANCE_TRANSITIONS, JOB_TRANSITIONS, SERIAL_TRANSITIONS, TOKEN_TRANSITIONS, InstanceStatus,
+                     JobStatus, SerialStatus, TokenStatus)
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "state-machines.md"
 
@@ -20,6 +21,9 @@ MACHINES = [
      "`job_graph_instance.status`. At most one `active` instance per job; an archived instance is never reused."),
     ("Token", TokenStatus, TOKEN_TRANSITIONS,
      "`flow_token.status`. `scrapped` is final, enforced by a database trigger."),
+    ("Serial", SerialStatus, SERIAL_TRANSITIONS,
+     "`serial_registry.status` (SPEC §4.6), tenant and core. Every change bumps the serial's `version` and writes a "
+     "`serial_outbox` row in the same transaction; a voided number is never reused."),
 ]
 
 

@@ -63,6 +63,17 @@ class SessionStatus(str, enum.Enum):
     CLOSED = "closed"
 
 
+class SerialStatus(str, enum.Enum):
+    ISSUED = "issued"  # given to a piece-mode token at spawn
+    COMPLETED = "completed"  # its token passed an end node; the finished piece carries it
+    VOIDED = "voided"  # its token was scrapped by a cancel; the number is never reused
+
+
+class SerialMode(str, enum.Enum):
+    STD = "STD"  # {TENANT}-{SKU}-{SEQ:06d} from the per-(tenant, SKU) sequence; FF_SERIAL_STD_HAT on
+    TEMP = "TEMP"  # TEMP-…, only on a test tenant with FF_SERIAL_STD_HAT off
+
+
 LIVE_TOKEN_STATUSES = (TokenStatus.READY, TokenStatus.ACTIVE, TokenStatus.PAUSED)
 OPEN_SESSION_STATUSES = (SessionStatus.ACTIVE, SessionStatus.PAUSED)
 
@@ -94,7 +105,13 @@ TOKEN_TRANSITIONS: dict[tuple[TokenStatus, TokenStatus], str] = {
     (TokenStatus.PAUSED, TokenStatus.SCRAPPED): "cancel / repair",
 }
 
-INITIAL = {JobStatus: JobStatus.PLANNED, InstanceStatus: InstanceStatus.ACTIVE, TokenStatus: TokenStatus.READY}
+SERIAL_TRANSITIONS: dict[tuple[SerialStatus, SerialStatus], str] = {
+    (SerialStatus.ISSUED, SerialStatus.COMPLETED): "token completed",
+    (SerialStatus.ISSUED, SerialStatus.VOIDED): "token scrapped by cancel",
+}
+
+INITIAL = {JobStatus: JobStatus.PLANNED, InstanceStatus: InstanceStatus.ACTIVE, TokenStatus: TokenStatus.READY,
+           SerialStatus: SerialStatus.ISSUED}
 
 
 def sources(table: dict, target) -> tuple:

@@ -62,8 +62,9 @@ def token_ids(uow: UnitOfWork, instance_id: int, statuses: list[str] | None = No
 
 
 def spawn(uow: UnitOfWork, job: sa.Row, instance_id: int, start_node_id: int,
-          idempotency_key: str | None, actor: str) -> tuple[int, list[int]]:
-    """Record one spawn cycle and place ``job.quantity`` ready tokens on the start node."""
+          idempotency_key: str | None, actor: str, serial_codes: list[str] | None = None) -> tuple[int, list[int]]:
+    """Record one spawn cycle and place ``job.quantity`` ready tokens on the start node,
+    the i-th carrying ``serial_codes[i]`` when given (piece mode)."""
     now = uow.now()
     spawn_id = uow.conn.execute(token_spawn.insert().values(
         instance_id=instance_id, job_id=job.id, token_count=job.quantity,
@@ -71,6 +72,7 @@ def spawn(uow: UnitOfWork, job: sa.Row, instance_id: int, start_node_id: int,
     ).returning(token_spawn.c.id)).scalar_one()
     rows = [{"instance_id": instance_id, "job_id": job.id, "spawn_id": spawn_id, "piece_index": i,
              "current_node_id": start_node_id, "status": TokenStatus.READY.value,
+             "serial_code": serial_codes[i - 1] if serial_codes else None,
              "created_at": now, "updated_at": now} for i in range(1, job.quantity + 1)]
     ids = list(uow.conn.execute(flow_token.insert().returning(flow_token.c.id, sort_by_parameter_order=True),
                                 rows).scalars())

@@ -4,12 +4,18 @@ A ``UnitOfWork`` opens one connection and one transaction. Domain functions rece
 it, use ``uow.conn`` and ``uow.now()``, and never commit; the caller commits once
 at the end, and anything that leaves the ``with`` block without that commit,
 an error included, is rolled back.
+
+A tenant unit of work may carry a :class:`TenantInfo` — the tenant's code, kind and
+feature flags as read from the core DB by whoever opened it (the CLI, a test) — so
+the use cases that depend on them (serial policy) get them explicitly, never from a
+global.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Callable
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
 
 import sqlalchemy as sa
 
@@ -21,11 +27,30 @@ def utcnow() -> dt.datetime:
 Clock = Callable[[], dt.datetime]
 
 
+@dataclass(frozen=True)
+class TenantInfo:
+    """What the core DB says about a tenant, as the lifecycle needs it."""
+
+    code: str
+    is_test_tenant: bool
+    flags: Mapping[str, bool] = field(default_factory=dict)
+
+    def flag(self, key: str) -> bool:
+        return bool(self.flags.get(key, False))
+
+    @classmethod
+    def from_registry(cls, row: dict) -> "TenantInfo":
+        """Build it from ``lifecycle.registry.get_tenant``'s answer."""
+        return cls(code=row["tenant_code"], is_test_tenant=bool(row["is_test_tenant"]), flags=dict(row["flags"]))
+
+
 class UnitOfWork:
-    def __init__(self, engine: sa.Engine, clock: Clock = utcnow, tenant_code: str | None = None) -> None:
+    def __init__(self, engine: sa.Engine, clock: Clock = utcnow, tenant_code: str | None = None,
+                 tenant: TenantInfo | None = None) -> None:
         self.engine = engine
         self.clock = clock
-        self.tenant_code = tenant_code
+        self.tenant = tenant
+        self.tenant_code = tenant_code if tenant_code is not None or tenant is None else tenant.code
         self.conn: sa.Connection | None = None
         self._tx: sa.RootTransaction | None = None
 

@@ -15,7 +15,7 @@ import pytest
 
 from lifecycle import cli, migrate, registry
 from lifecycle.db import Settings, dispose_engine, dispose_engines, get_engine
-from lifecycle.uow import UnitOfWork
+from lifecycle.uow import TenantInfo, UnitOfWork
 from tests import pg
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -87,8 +87,10 @@ class Stores:
         return get_engine(self.settings.tenant_url(code))
 
     def uow(self, code: str = "atelier", clock=None) -> UnitOfWork:
+        """A tenant unit of work carrying the tenant's kind and flags as core holds them now."""
         kwargs = {"clock": clock} if clock else {}
-        return UnitOfWork(self.tenant_engine(code), tenant_code=code, **kwargs)
+        tenant = TenantInfo.from_registry(registry.get_tenant(self.settings, code))
+        return UnitOfWork(self.tenant_engine(code), tenant_code=code, tenant=tenant, **kwargs)
 
     def cli(self, *args: str) -> tuple[int, dict]:
         code, body, _ = cli.run([str(a) for a in args])

@@ -20,7 +20,7 @@ from typing import Callable
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from . import graphs, queue, registry, services
+from . import graphs, outbox, queue, registry, services
 from .db import Settings, get_engine
 from .errors import Conflict, HatthasilpaError, InternalError, ValidationError
 from .uow import TenantInfo, UnitOfWork
@@ -127,6 +127,22 @@ def cmd_work_queue(ctx: Context) -> dict:
     return ctx.in_tenant(a.tenant, queue.read_queue, node=a.node, operator=a.operator, limit=a.limit, commit=False)
 
 
+def cmd_outbox_relay(ctx: Context) -> dict:
+    a = ctx.args
+    tenants = [a.tenant] if a.tenant else None
+    if a.status:
+        return outbox.status(ctx.settings, tenants)
+    options = outbox.RelayOptions(batch_size=a.batch_size, max_attempts=a.max_attempts)
+    requeued = outbox.retry_parked(ctx.settings, tenants) if a.retry_parked else {}
+    progress = lambda line: print(line, file=sys.stderr, flush=True)  # noqa: E731
+    if a.follow:
+        with outbox.stop_on_signals() as stop:
+            result = outbox.follow(ctx.settings, tenants, options, progress=progress, stop=stop, interval=a.interval)
+    else:
+        result = outbox.relay(ctx.settings, tenants, options, progress=progress)
+    return {**result, "requeued": requeued}
+
+
 def cmd_demo(ctx: Context) -> dict:
     from . import demo
 
@@ -202,6 +218,18 @@ def build_parser() -> Parser:
     p.add_argument("--operator")
     p.add_argument("--limit", type=whole_number, default=1000)
     p.set_defaults(handler=cmd_work_queue)
+
+    box = sub.add_parser("outbox", help="serial outbox").add_subparsers(dest="outbox_command", required=True,
+                                                                        parser_class=Parser)
+    p = box.add_parser("relay", help="publish tenant serial events to the core registry")
+    p.add_argument("--tenant", help="one tenant; default every registered tenant")
+    p.add_argument("--follow", action="store_true", help="keep relaying until SIGTERM or SIGINT, then report")
+    p.add_argument("--batch-size", type=whole_number, default=500, help="rows claimed per batch (default 500)")
+    p.add_argument("--max-attempts", type=whole_number, default=8, help="park a failing row after N attempts")
+    p.add_argument("--interval", type=float, default=2.0, help="with --follow: seconds to wait after an idle pass")
+    p.add_argument("--status", action="store_true", help="report pending, retrying and parked rows; relay nothing")
+    p.add_argument("--retry-parked", action="store_true", help="put parked rows back in the queue, then relay")
+    p.set_defaults(handler=cmd_outbox_relay)
 
     p = sub.add_parser("demo", help="build a demo factory on the configured stores")
     p.add_argument("--reset", action="store_true", help="delete the embedded SQLite demo files first")

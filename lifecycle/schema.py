@@ -336,6 +336,20 @@ core_serial_registry = sa.Table(
     sa.Index("ix_serial_registry_tenant_code", "tenant_code"),
 )
 
+# One row per outbox event the relay delivered to core: proof of what core received and
+# how often (``deliveries`` > 1 means a redelivery after a relay crash, applied once).
+serial_event_receipt = sa.Table(
+    "serial_event_receipt", core_metadata,
+    sa.Column("event_id", sa.String(36), primary_key=True),
+    sa.Column("tenant_code", sa.String(32), nullable=False),
+    sa.Column("serial_code", sa.String(96), nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("deliveries", sa.Integer, nullable=False, server_default="1"),
+    _created(), _updated(),
+    sa.CheckConstraint("deliveries > 0", name="deliveries_positive"),
+    sa.Index("ix_serial_event_receipt_serial_code", "serial_code"),
+)
+
 # --------------------------------------------------------------------------- monitor
 monitor_metadata = sa.MetaData(naming_convention=NAMING)
 

@@ -20,7 +20,7 @@ from typing import Callable
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from . import graphs, outbox, queue, registry, services
+from . import doctor, graphs, outbox, queue, registry, services
 from .db import Settings, get_engine
 from .errors import Conflict, HatthasilpaError, InternalError, ValidationError
 from .uow import TenantInfo, UnitOfWork
@@ -143,6 +143,10 @@ def cmd_outbox_relay(ctx: Context) -> dict:
     return {**result, "requeued": requeued}
 
 
+def cmd_doctor(ctx: Context) -> dict:
+    return doctor.doctor(ctx.settings, ctx.args.tenant)
+
+
 def cmd_demo(ctx: Context) -> dict:
     from . import demo
 
@@ -231,6 +235,10 @@ def build_parser() -> Parser:
     p.add_argument("--retry-parked", action="store_true", help="put parked rows back in the queue, then relay")
     p.set_defaults(handler=cmd_outbox_relay)
 
+    p = sub.add_parser("doctor", help="check every prerequisite of the lifecycle operations (exit 3 when one fails)")
+    p.add_argument("--tenant", help="one tenant; default every registered tenant")
+    p.set_defaults(handler=cmd_doctor)
+
     p = sub.add_parser("demo", help="build a demo factory on the configured stores")
     p.add_argument("--reset", action="store_true", help="delete the embedded SQLite demo files first")
     p.add_argument("--summary", action="store_true", help="print a readable summary instead of the JSON envelope")
@@ -242,7 +250,7 @@ def build_parser() -> Parser:
 def envelope(ok: bool, data=None, error: dict | None = None, started: float | None = None,
              request_id: str | None = None) -> dict:
     took = int((time.perf_counter() - started) * 1000) if started else 0
-    return {"ok": ok, "data": data if ok else None, "error": None if ok else error,
+    return {"ok": ok, "data": data, "error": None if ok else error,
             "meta": {"request_id": request_id or str(uuid.uuid4()), "took_ms": took}}
 
 
@@ -273,7 +281,8 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None, str | None]:
     except Exception as exc:  # the envelope must hold even for bugs
         log.error("internal error\n%s", traceback.format_exc())
         err = InternalError(f"internal error: {type(exc).__name__}: {exc}", hint="see stderr for the traceback")
-    return err.exit_code, envelope(False, error=err.to_dict(), started=started, request_id=request_id), None
+    return err.exit_code, envelope(False, data=err.data, error=err.to_dict(), started=started,
+                                   request_id=request_id), None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,8 @@ what to do next. Errors become JSON envelopes and exit codes only at the edge
     │   ├── OperatorBusy                OPERATOR_BUSY
     │   ├── SerialPolicyViolation       SERIAL_POLICY_VIOLATION
     │   ├── ApprovalRequired            APPROVAL_REQUIRED
-    │   └── PlanStale                   PLAN_STALE
+    │   ├── PlanStale                   PLAN_STALE
+    │   └── PrerequisitesFailed         PREREQUISITES_FAILED (doctor; the report rides in ``data``)
     └── InternalError                   INTERNAL — anything unexpected
 """
 
@@ -29,6 +30,7 @@ class HatthasilpaError(Exception):
 
     code = "INTERNAL"
     exit_code = 1
+    data: dict | None = None  # a report that stays useful on failure (the envelope's ``data``)
 
     def __init__(self, message: str, hint: str | None = None, **details: object) -> None:
         super().__init__(message)
@@ -89,6 +91,14 @@ class ApprovalRequired(Refused):
 
 class PlanStale(Refused):
     code = "PLAN_STALE"
+
+
+class PrerequisitesFailed(Refused):
+    code = "PREREQUISITES_FAILED"
+
+    def __init__(self, message: str, hint: str | None = None, data: dict | None = None, **details: object) -> None:
+        super().__init__(message, hint, **details)
+        self.data = data
 
 
 class InternalError(HatthasilpaError):

@@ -255,6 +255,9 @@ def relay_tenant(tenant_engine: sa.Engine, core_engine: sa.Engine, tenant_code: 
             rate = tally.published / max(last_report - started, 1e-9)
             progress(f"outbox relay: {tenant_code}: {tally.published + tally.failed}/{backlog} rows "
                      f"({tally.published} published, {tally.failed} failed, {rate:.0f} rows/s)")
+    if progress and backlog > options.batch_size:
+        progress(f"outbox relay: {tenant_code}: done, {tally.published} published, {tally.failed} failed "
+                 f"in {time.monotonic() - started:.1f} s")
     return tally
 
 
@@ -293,18 +296,22 @@ def follow(settings: Settings, tenant_codes: list[str] | None = None, options: R
            interval: float = 2.0) -> dict:
     """Relay pass after pass until ``stop`` is set; wait ``interval`` seconds after an idle pass."""
     stop = stop or threading.Event()
+    progress = progress or (lambda line: None)
     started = time.perf_counter()
     totals: dict[str, Tally] = {}
     passes = 0
+    progress(f"outbox relay: following {', '.join(tenant_codes) if tenant_codes else 'every tenant'}; "
+             "SIGTERM or SIGINT stops after the current batch")
     while not stop.is_set():
         passes += 1
-        busy = False
-        for tally in relay(settings, tenant_codes, options, clock, progress, stop)["tenants"]:
+        result = relay(settings, tenant_codes, options, clock, progress, stop)
+        for tally in result["tenants"]:
             total = totals.setdefault(tally["tenant"], Tally(tally["tenant"]))
             for key in ("published", "failed", "parked", "batches"):
                 setattr(total, key, getattr(total, key) + tally[key])
-            busy = busy or tally["batches"] > 0
-        if not busy:
+        if any(t["batches"] for t in result["tenants"]):
+            progress(f"outbox relay: pass {passes}: {result['published']} published, {result['failed']} failed")
+        else:
             stop.wait(interval)
     return _summary(list(totals.values()), time.perf_counter() - started, passes)
 

@@ -83,6 +83,7 @@ def test_two_relays_at_once_publish_a_10k_backlog_exactly_once(pg_factory):
     elapsed = time.perf_counter() - started
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]
     summaries = [json.loads(out)["data"] for out, _ in outputs]
+    assert all("outbox relay: atelier: done" in err for _, err in outputs)  # progress goes to stderr
     counts = [s["published"] for s in summaries]
     assert sum(counts) == 10_000 and all(s["failed"] == 0 for s in summaries)
     assert all(counts), counts  # both took batches: they really ran side by side
@@ -90,3 +91,27 @@ def test_two_relays_at_once_publish_a_10k_backlog_exactly_once(pg_factory):
     assert Counter(receipts(pg_factory).values()) == {1: 10_000}  # no event delivered twice
     print(f"\ntwo relays: {counts} rows at {[s['rows_per_second'] for s in summaries]} rows/s each; "
           f"10000 rows in {elapsed:.2f} s wall ({10_000 / elapsed:.0f} rows/s including process start)")
+
+
+def test_follow_relays_new_events_pass_after_pass_until_sigterm(factory):
+    make_backlog(factory, jobs=1, quantity=3)
+    proc = subprocess.Popen([EXE, "outbox", "relay", "--follow", "--interval", "0.05"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=relay_env(factory))
+    try:
+        def next_pass() -> str:  # the relay's own stderr says when a pass has published
+            for line in proc.stderr:
+                if ": pass " in line:
+                    return line
+            raise AssertionError(f"relay ended early: {proc.wait()}")
+
+        assert "3 published" in next_pass()
+        assert_core_equals_tenant(factory)
+        factory.ok("job", "cancel", "--tenant", "atelier", "B0")
+        assert "3 published" in next_pass()
+        assert_core_equals_tenant(factory)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    summary = json.loads(out)["data"]
+    assert summary["published"] == 6 and summary["passes"] >= 2

@@ -13,7 +13,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from . import graphs, queue, registry, services
+from . import graphs, outbox, queue, registry, services
 from .db import Settings, dispose_engines, get_engine
 from .errors import Conflict, ValidationError
 from .uow import TenantInfo, UnitOfWork
@@ -96,6 +96,8 @@ def build(settings: Settings, reset_first: bool = False, progress=None) -> dict:
                         ACTIONS[step](uow, job_code, actor="demo")
                         uow.commit()
         progress(f"demo: {number} jobs on {code}")
+    relayed = outbox.relay(settings)
+    progress(f"demo: {relayed['published']} serial events relayed to core")
     return summary(settings)
 
 
@@ -108,22 +110,30 @@ def summary(settings: Settings) -> dict:
                 return dict(conn.execute(sa.text(f"SELECT status, count(*) FROM {table} GROUP BY status")).all())
 
             jobs, instances, tokens = by_status("hatthasilpa_job"), by_status("job_graph_instance"), by_status("flow_token")
+            serials = by_status("serial_registry")
         with UnitOfWork(engine) as uow:
             ready = queue.read_queue(uow, limit=queue.MAX_LIMIT)["count"]
         tenants.append({"tenant": row["tenant_code"], "is_test_tenant": bool(row["is_test_tenant"]),
-                        "jobs": jobs, "instances": instances, "tokens": tokens, "work_queue": ready})
+                        "jobs": jobs, "instances": instances, "tokens": tokens, "serials": serials,
+                        "work_queue": ready})
     return {"tenants": tenants, "core_url": settings.core_url}
 
 
+def _counts(by_status: dict) -> str:
+    return ", ".join(f"{k} {v}" for k, v in sorted(by_status.items())) or "-"
+
+
 def render(data: dict) -> str:
+    fmt = _counts
     lines = ["Hatthasilpa demo factory", ""]
     header = f"{'tenant':<10} {'kind':<6} {'jobs by status':<58} {'instances':<26} {'tokens':<34} queue"
     lines.append(header)
     lines.append("-" * len(header))
     for t in data["tenants"]:
-        fmt = lambda d: ", ".join(f"{k} {v}" for k, v in sorted(d.items())) or "-"  # noqa: E731
         lines.append(f"{t['tenant']:<10} {'test' if t['is_test_tenant'] else 'prod':<6} {fmt(t['jobs']):<58} "
                      f"{fmt(t['instances']):<26} {fmt(t['tokens']):<34} {t['work_queue']}")
+    lines += [""] + [f"serials on {t['tenant']}: {fmt(t['serials'])}" for t in data["tenants"]]
     lines += ["", f"stores: {data['core_url']} (core) and the tenant files beside it",
-              "try:    .venv/bin/hatthasilpa work-queue --tenant atelier --node cut"]
+              "try:    .venv/bin/hatthasilpa work-queue --tenant atelier --node cut",
+              "        .venv/bin/hatthasilpa doctor"]
     return "\n".join(lines)

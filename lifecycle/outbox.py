@@ -302,9 +302,17 @@ def follow(settings: Settings, tenant_codes: list[str] | None = None, options: R
     passes = 0
     progress(f"outbox relay: following {', '.join(tenant_codes) if tenant_codes else 'every tenant'}; "
              "SIGTERM or SIGINT stops after the current batch")
+    errors = 0
     while not stop.is_set():
         passes += 1
-        result = relay(settings, tenant_codes, options, clock, progress, stop)
+        try:
+            result = relay(settings, tenant_codes, options, clock, progress, stop)
+        except DBAPIError as exc:  # a database away for a moment must not end the relay
+            errors += 1
+            progress(f"outbox relay: pass {passes} failed: {str(exc.orig).strip().splitlines()[0]}; "
+                     f"retrying in {interval} s")
+            stop.wait(interval)
+            continue
         for tally in result["tenants"]:
             total = totals.setdefault(tally["tenant"], Tally(tally["tenant"]))
             for key in ("published", "failed", "parked", "batches"):
@@ -313,14 +321,14 @@ def follow(settings: Settings, tenant_codes: list[str] | None = None, options: R
             progress(f"outbox relay: pass {passes}: {result['published']} published, {result['failed']} failed")
         else:
             stop.wait(interval)
-    return _summary(list(totals.values()), time.perf_counter() - started, passes)
+    return _summary(list(totals.values()), time.perf_counter() - started, passes, errors)
 
 
-def _summary(tallies: list[Tally], seconds: float, passes: int) -> dict:
+def _summary(tallies: list[Tally], seconds: float, passes: int, errors: int = 0) -> dict:
     published = sum(t.published for t in tallies)
     return {"tenants": [asdict(t) for t in tallies], "published": published,
             "failed": sum(t.failed for t in tallies), "parked": sum(t.parked for t in tallies),
-            "passes": passes, "seconds": round(seconds, 3),
+            "passes": passes, "failed_passes": errors, "seconds": round(seconds, 3),
             "rows_per_second": round(published / seconds, 1) if seconds > 0 else None}
 
 

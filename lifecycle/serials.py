@@ -11,9 +11,9 @@ Policy, read from the tenant's core record carried by the unit of work
   named in lower case), ``SKU`` is the job's SKU as written, ``SEQ`` comes from the
   per-(tenant, SKU) ``serial_sequence`` row, taken under a row lock (``SELECT … FOR
   UPDATE`` on PostgreSQL; SQLite transactions already hold the write lock from
-  ``BEGIN IMMEDIATE``) and only ever moved forward, so a number is never reused —
-  not after a void, not after a rolled-back spawn on PostgreSQL either (the row update
-  rolls back with the spawn, and so does every serial that used it).
+  ``BEGIN IMMEDIATE``) and only ever moved forward, so a number is never reused, not
+  even after a void. (A spawn that rolls back takes its numbers back with it: none of
+  its serials was ever written anywhere.)
 - flag off on a test tenant → ``TEMP-{TENANT}-{SKU}-{12 hex}`` serials.
 - flag off on any other tenant → a piece-mode spawn is refused with
   ``SERIAL_POLICY_VIOLATION``; the caller's transaction rolls back, nothing is written.

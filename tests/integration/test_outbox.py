@@ -138,3 +138,14 @@ def test_relay_covers_every_registered_tenant_and_refuses_an_unknown_one(factory
     assert code == 2 and body["error"]["code"] == "NOT_FOUND"
     code, body = factory.cli("outbox", "relay", "--batch-size", 0)
     assert code == 2 and body["error"]["code"] == "VALIDATION_ERROR"
+
+
+def test_the_demo_factory_relays_every_serial_to_core(sqlite_stores):
+    from lifecycle import demo
+
+    data = demo.build(sqlite_stores.settings, progress=lambda line: None)
+    for tenant in ("atelier", "sandbox"):
+        assert_core_equals_tenant(sqlite_stores, tenant)
+    assert {t["tenant"]: set(t["serials"]) for t in data["tenants"]} == {"atelier": {"issued", "voided"},
+                                                                         "sandbox": {"issued", "voided"}}
+    assert sqlite_stores.ok("doctor")["ok"] is True

@@ -33,7 +33,7 @@ from . import graphs, migrate, outbox, registry
 from .db import Settings, get_engine, normalize_url
 from .errors import HatthasilpaError, PrerequisitesFailed
 from .schema import routing_edge, routing_graph, routing_node
-from .serials import FF_SERIAL_STD_HAT
+from .registry import FF_SERIAL_STD_HAT
 from .uow import Clock, utcnow
 
 OUTBOX_GRACE_SECONDS = 300  # SPEC §6 serial_outbox_lag default

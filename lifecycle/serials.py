@@ -35,11 +35,11 @@ import sqlalchemy as sa
 
 from .db import dialect_insert
 from .errors import InternalError, InvalidTransition, NotFound, SerialPolicyViolation, ValidationError
+from .registry import FF_SERIAL_STD_HAT
 from .schema import flow_token, hatthasilpa_job, serial_outbox, serial_registry, serial_sequence
 from .states import SERIAL_TRANSITIONS, SerialMode, SerialStatus, TokenStatus, sources
 from .uow import TenantInfo, UnitOfWork, iso
 
-FF_SERIAL_STD_HAT = "FF_SERIAL_STD_HAT"
 MAX_SERIAL_LENGTH = serial_registry.c.serial_code.type.length
 
 

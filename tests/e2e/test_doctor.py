@@ -106,8 +106,9 @@ def test_unreachable_core_and_unknown_tenant(factory, monkeypatch):
     assert failing(body["data"])[("core_reachable", None)]["hint"].startswith("check HATTHASILPA_CORE_URL")
 
 
-def test_a_missing_sqlite_store_is_reported_and_not_created(sqlite_factory):
-    monitor_file = sqlite_factory.settings.monitor_url.removeprefix("sqlite:///")
+def test_a_missing_sqlite_store_is_reported_and_not_created(sqlite_factory, tmp_path, monkeypatch):
+    monitor_file = tmp_path / "nowhere" / "monitor.db"
+    monkeypatch.setenv("HATTHASILPA_MONITOR_URL", f"sqlite:///{monitor_file}")
     code, body = sqlite_factory.cli("doctor")
     assert code == 3
     bad = failing(body["data"])[("monitor_migrations", None)]

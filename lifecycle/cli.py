@@ -20,7 +20,7 @@ from typing import Callable
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from . import graphs, queue, registry, services
+from . import assignments, graphs, lineage, queue, registry, services, sessions
 from .db import Settings, get_engine
 from .errors import Conflict, HatthasilpaError, InternalError, ValidationError
 from .uow import UnitOfWork
@@ -122,6 +122,28 @@ def cmd_token_spawn(ctx: Context) -> dict:
     return ctx.in_tenant(a.tenant, services.spawn_tokens, a.job, idempotency_key=a.idempotency_key, actor=ctx.actor)
 
 
+def cmd_token_show(ctx: Context) -> dict:
+    a = ctx.args
+    return ctx.in_tenant(a.tenant, lineage.show_token, a.token_id, commit=False)
+
+
+def cmd_assign_plan(ctx: Context) -> dict:
+    a = ctx.args
+    return ctx.in_tenant(a.tenant, assignments.plan, a.job, a.node, a.operator)
+
+
+SESSION_ACTIONS = {"start": sessions.start, "pause": sessions.pause, "resume": sessions.resume}
+
+
+def cmd_session(ctx: Context) -> dict:
+    a = ctx.args
+    if a.action == "complete":
+        return ctx.in_tenant(a.tenant, sessions.complete, a.token_id, a.operator, a.next)
+    if a.next is not None:
+        raise ValidationError("--next applies only to `session complete`", hint="leave out --next")
+    return ctx.in_tenant(a.tenant, SESSION_ACTIONS[a.action], a.token_id, a.operator)
+
+
 def cmd_work_queue(ctx: Context) -> dict:
     a = ctx.args
     return ctx.in_tenant(a.tenant, queue.read_queue, node=a.node, operator=a.operator, limit=a.limit, commit=False)
@@ -195,6 +217,28 @@ def build_parser() -> Parser:
     p.add_argument("job")
     p.add_argument("--idempotency-key")
     p.set_defaults(handler=cmd_token_spawn)
+
+    p = token.add_parser("show", help="a token with its events, sessions, assignments and serial")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("token_id")
+    p.set_defaults(handler=cmd_token_show)
+
+    assign = sub.add_parser("assign", help="manager assignments").add_subparsers(dest="assign_command", required=True, parser_class=Parser)
+    p = assign.add_parser("plan", help="plan which operator works a node of a job")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("job")
+    p.add_argument("--node", required=True)
+    p.add_argument("--operator", required=True)
+    p.set_defaults(handler=cmd_assign_plan)
+
+    session = sub.add_parser("session", help="operator work sessions").add_subparsers(dest="session_command", required=True, parser_class=Parser)
+    for action in ("start", "pause", "resume", "complete"):
+        p = session.add_parser(action, help=f"{action} a work session on a token")
+        p.add_argument("--tenant", required=True)
+        p.add_argument("token_id")
+        p.add_argument("--operator", required=True)
+        p.add_argument("--next", help="successor node code, when the node has several (complete only)")
+        p.set_defaults(handler=cmd_session, action=action)
 
     p = sub.add_parser("work-queue", help="ready tokens operators can take")
     p.add_argument("--tenant", required=True)

@@ -149,6 +149,19 @@ def cmd_work_queue(ctx: Context) -> dict:
     return ctx.in_tenant(a.tenant, queue.read_queue, node=a.node, operator=a.operator, limit=a.limit, commit=False)
 
 
+def cmd_metrics_serve(ctx: Context) -> dict:
+    from checks import metrics
+
+    a = ctx.args
+    try:
+        metrics.serve(ctx.settings, a.host, a.port)
+    except OSError as exc:
+        raise ValidationError(f"cannot listen on {a.host}:{a.port}: {exc.strerror}",
+                              hint="pick a free port with --port, or stop whatever holds it") from exc
+    ctx.text = "metrics server stopped"
+    return {"host": a.host, "port": a.port, "stopped": True}
+
+
 def cmd_demo(ctx: Context) -> dict:
     from . import demo
 
@@ -247,6 +260,13 @@ def build_parser() -> Parser:
     p.add_argument("--limit", type=whole_number, default=1000)
     p.set_defaults(handler=cmd_work_queue)
 
+    metrics = sub.add_parser("metrics", help="Prometheus metrics").add_subparsers(dest="metrics_command", required=True, parser_class=Parser)
+    p = metrics.add_parser("serve", help="serve /metrics from the monitor store until SIGTERM")
+    p.add_argument("--port", type=whole_number, default=9464)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 for every interface)")
+    p.add_argument("--json", action="store_true", help="print the JSON envelope when stopped")
+    p.set_defaults(handler=cmd_metrics_serve)
+
     p = sub.add_parser("demo", help="build a demo factory on the configured stores")
     p.add_argument("--reset", action="store_true", help="delete the embedded SQLite demo files first")
     p.add_argument("--summary", action="store_true", help="print a readable summary instead of the JSON envelope")
@@ -275,6 +295,8 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None, str | None]:
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         ctx = Context(args)
         data = ctx.args.handler(ctx)
+        if getattr(args, "json", False):
+            ctx.text = None
         log.debug("request %s: %s succeeded", request_id, args.command)
         return 0, envelope(True, data, started=started, request_id=request_id), ctx.text
     except HatthasilpaError as exc:

@@ -20,7 +20,7 @@ from typing import Callable
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from . import doctor, graphs, outbox, queue, registry, services
+from . import assignments, doctor, graphs, lineage, outbox, queue, registry, services, sessions
 from .db import Settings, get_engine
 from .errors import Conflict, HatthasilpaError, InternalError, ValidationError
 from .uow import TenantInfo, UnitOfWork
@@ -122,6 +122,28 @@ def cmd_token_spawn(ctx: Context) -> dict:
     return ctx.in_tenant(a.tenant, services.spawn_tokens, a.job, idempotency_key=a.idempotency_key, actor=ctx.actor)
 
 
+def cmd_token_show(ctx: Context) -> dict:
+    a = ctx.args
+    return ctx.in_tenant(a.tenant, lineage.show_token, a.token_id, commit=False)
+
+
+def cmd_assign_plan(ctx: Context) -> dict:
+    a = ctx.args
+    return ctx.in_tenant(a.tenant, assignments.plan, a.job, a.node, a.operator)
+
+
+SESSION_ACTIONS = {"start": sessions.start, "pause": sessions.pause, "resume": sessions.resume}
+
+
+def cmd_session(ctx: Context) -> dict:
+    a = ctx.args
+    if a.action == "complete":
+        return ctx.in_tenant(a.tenant, sessions.complete, a.token_id, a.operator, a.next)
+    if a.next is not None:
+        raise ValidationError("--next applies only to `session complete`", hint="leave out --next")
+    return ctx.in_tenant(a.tenant, SESSION_ACTIONS[a.action], a.token_id, a.operator)
+
+
 def cmd_work_queue(ctx: Context) -> dict:
     a = ctx.args
     return ctx.in_tenant(a.tenant, queue.read_queue, node=a.node, operator=a.operator, limit=a.limit, commit=False)
@@ -145,6 +167,19 @@ def cmd_outbox_relay(ctx: Context) -> dict:
 
 def cmd_doctor(ctx: Context) -> dict:
     return doctor.doctor(ctx.settings, ctx.args.tenant)
+
+
+def cmd_metrics_serve(ctx: Context) -> dict:
+    from checks import metrics
+
+    a = ctx.args
+    try:
+        metrics.serve(ctx.settings, a.host, a.port)
+    except OSError as exc:
+        raise ValidationError(f"cannot listen on {a.host}:{a.port}: {exc.strerror}",
+                              hint="pick a free port with --port, or stop whatever holds it") from exc
+    ctx.text = "metrics server stopped"
+    return {"host": a.host, "port": a.port, "stopped": True}
 
 
 def cmd_demo(ctx: Context) -> dict:
@@ -216,6 +251,28 @@ def build_parser() -> Parser:
     p.add_argument("--idempotency-key")
     p.set_defaults(handler=cmd_token_spawn)
 
+    p = token.add_parser("show", help="a token with its events, sessions, assignments and serial")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("token_id")
+    p.set_defaults(handler=cmd_token_show)
+
+    assign = sub.add_parser("assign", help="manager assignments").add_subparsers(dest="assign_command", required=True, parser_class=Parser)
+    p = assign.add_parser("plan", help="plan which operator works a node of a job")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("job")
+    p.add_argument("--node", required=True)
+    p.add_argument("--operator", required=True)
+    p.set_defaults(handler=cmd_assign_plan)
+
+    session = sub.add_parser("session", help="operator work sessions").add_subparsers(dest="session_command", required=True, parser_class=Parser)
+    for action in ("start", "pause", "resume", "complete"):
+        p = session.add_parser(action, help=f"{action} a work session on a token")
+        p.add_argument("--tenant", required=True)
+        p.add_argument("token_id")
+        p.add_argument("--operator", required=True)
+        p.add_argument("--next", help="successor node code, when the node has several (complete only)")
+        p.set_defaults(handler=cmd_session, action=action)
+
     p = sub.add_parser("work-queue", help="ready tokens operators can take")
     p.add_argument("--tenant", required=True)
     p.add_argument("--node")
@@ -238,6 +295,13 @@ def build_parser() -> Parser:
     p = sub.add_parser("doctor", help="check every prerequisite of the lifecycle operations (exit 3 when one fails)")
     p.add_argument("--tenant", help="one tenant; default every registered tenant")
     p.set_defaults(handler=cmd_doctor)
+
+    metrics = sub.add_parser("metrics", help="Prometheus metrics").add_subparsers(dest="metrics_command", required=True, parser_class=Parser)
+    p = metrics.add_parser("serve", help="serve /metrics from the monitor store until SIGTERM")
+    p.add_argument("--port", type=whole_number, default=9464)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 for every interface)")
+    p.add_argument("--json", action="store_true", help="print the JSON envelope when stopped")
+    p.set_defaults(handler=cmd_metrics_serve)
 
     p = sub.add_parser("demo", help="build a demo factory on the configured stores")
     p.add_argument("--reset", action="store_true", help="delete the embedded SQLite demo files first")
@@ -267,6 +331,8 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None, str | None]:
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         ctx = Context(args)
         data = ctx.args.handler(ctx)
+        if getattr(args, "json", False):
+            ctx.text = None
         log.debug("request %s: %s succeeded", request_id, args.command)
         return 0, envelope(True, data, started=started, request_id=request_id), ctx.text
     except HatthasilpaError as exc:

@@ -7,16 +7,17 @@ it refuses on any other database.
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 from pathlib import Path
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from . import graphs, outbox, queue, registry, services
+from . import assignments, graphs, outbox, queue, registry, services, sessions
 from .db import Settings, dispose_engines, get_engine
 from .errors import Conflict, ValidationError
-from .uow import TenantInfo, UnitOfWork
+from .uow import TenantInfo, UnitOfWork, utcnow
 
 TENANTS = [("atelier", "Atelier Bangkok", False), ("sandbox", "QA sandbox", True)]
 
@@ -31,18 +32,81 @@ GRAPHS = {
                          ["assemble", "qc"]]},
 }
 
-# (how many, what happens to each job after create)
+# (how many, label, what happens to each job after create)
 SCENARIOS = [
-    (4, "planned", []),
-    (8, "in_progress", ["start"]),
-    (3, "cancelled", ["start", "cancel"]),
-    (4, "restarted", ["start", "cancel", "restore", "start"]),
+    (4, "planned", ["plan"]),
+    (8, "in_progress", ["plan", "start", "work"]),
+    (3, "cancelled", ["start", "work", "cancel"]),
+    (4, "restarted", ["start", "cancel", "restore", "start", "work"]),
     (2, "restored", ["start", "cancel", "restore"]),
     (2, "archived", ["start", "cancel", "archive"]),
+    (3, "completed", ["start", "finish"]),
+    (1, "completed and archived", ["start", "finish", "archive"]),
 ]
+OPERATORS = ["nok", "som", "dao", "pim"]
+
+
+class DemoClock:
+    """Simulated shop-floor time: each action takes a few minutes, ending about now."""
+
+    def __init__(self) -> None:
+        self.t = utcnow() - dt.timedelta(hours=8)
+
+    def __call__(self) -> dt.datetime:
+        return self.t
+
+    def tick(self, minutes: float) -> None:
+        self.t = min(self.t + dt.timedelta(minutes=minutes), utcnow())
 
 ACTIONS = {"start": services.start_job, "cancel": services.cancel_job, "restore": services.restore_job,
            "archive": services.archive_job}
+
+
+def _in_uow(engine, tenant: TenantInfo, clock: DemoClock, fn, *args, **kwargs):
+    clock.tick(3)
+    with UnitOfWork(engine, clock=clock, tenant=tenant) as uow:
+        result = fn(uow, *args, **kwargs)
+        uow.commit()
+        return result
+
+
+def _token_ids(engine, job_code: str) -> list[int]:
+    with engine.connect() as conn:
+        return list(conn.execute(sa.text(
+            "SELECT t.id FROM flow_token t JOIN hatthasilpa_job j ON j.id = t.job_id "
+            "WHERE j.job_code = :c AND t.status = 'ready' ORDER BY t.id"), {"c": job_code}).scalars())
+
+
+def _work(engine, tenant: TenantInfo, clock: DemoClock, job_code: str, number: int) -> None:
+    """Operators take the first pieces: one finishes a step, one pauses, one keeps working."""
+    tokens = _token_ids(engine, job_code)
+    operator = OPERATORS[number % len(OPERATORS)]
+    if len(tokens) >= 1:
+        _in_uow(engine, tenant, clock, sessions.start, tokens[0], operator)
+        _in_uow(engine, tenant, clock, sessions.complete, tokens[0], operator, _first_branch(engine, tokens[0]))
+    if len(tokens) >= 2:
+        _in_uow(engine, tenant, clock, sessions.start, tokens[1], operator)
+        _in_uow(engine, tenant, clock, sessions.pause, tokens[1], operator)
+
+
+def _first_branch(engine, token_id: int) -> str | None:
+    with UnitOfWork(engine) as uow:
+        node = uow.conn.execute(sa.text("SELECT current_node_id FROM flow_token WHERE id = :t"), {"t": token_id}).scalar()
+        options = sorted(sessions.successors(uow, node))
+    return options[0] if len(options) > 1 else None
+
+
+def _finish(engine, tenant: TenantInfo, clock: DemoClock, job_code: str, number: int) -> None:
+    """Walk every piece of the job through its graph until the job completes."""
+    operator = OPERATORS[(number + 1) % len(OPERATORS)]
+    while tokens := _token_ids(engine, job_code):
+        for token in tokens:
+            _in_uow(engine, tenant, clock, sessions.start, token, operator)
+            with engine.connect() as conn:
+                kind = conn.execute(sa.text("SELECT n.kind FROM flow_token t JOIN routing_node n "
+                                            "ON n.id = t.current_node_id WHERE t.id = :t"), {"t": token}).scalar()
+            _in_uow(engine, tenant, clock, sessions.complete, token, operator,
+                    None if kind == "end" else _first_branch(engine, token))
 
 
 def _sqlite_files(settings: Settings) -> list[Path]:
@@ -74,10 +138,11 @@ def build(settings: Settings, reset_first: bool = False, progress=None) -> dict:
         raise Conflict("the stores already hold tenants", hint="run `hatthasilpa demo --reset` for a fresh demo factory")
     for code, name, is_test in TENANTS:
         progress(f"demo: tenant {code}")
+        clock = DemoClock()
         registry.add_tenant(settings, code, name=name, is_test=is_test, actor="demo")
         engine = get_engine(settings.tenant_url(code))
         tenant = TenantInfo.from_registry(registry.get_tenant(settings, code))
-        with UnitOfWork(engine, tenant=tenant) as uow:
+        with UnitOfWork(engine) as uow:
             for graph_code, document in GRAPHS.items():
                 graphs.create_graph(uow, graph_code, graphs.parse_graph(document))
             uow.commit()
@@ -87,14 +152,17 @@ def build(settings: Settings, reset_first: bool = False, progress=None) -> dict:
                 number += 1
                 job_code = f"{code[:3].upper()}-{number:03d}"
                 graph_code = "wallet" if number % 3 == 0 else "tote"
-                with UnitOfWork(engine, tenant=tenant) as uow:
-                    services.create_job(uow, job_code, "WALLET-BF" if graph_code == "wallet" else "TOTE-M",
-                                        2 + number % 4, graph_code)
-                    uow.commit()
+                _in_uow(engine, tenant, clock, services.create_job, job_code,
+                        "WALLET-BF" if graph_code == "wallet" else "TOTE-M", 2 + number % 4, graph_code)
                 for step in steps:
-                    with UnitOfWork(engine, tenant=tenant) as uow:
-                        ACTIONS[step](uow, job_code, actor="demo")
-                        uow.commit()
+                    if step == "plan":
+                        _in_uow(engine, tenant, clock, assignments.plan, job_code, "cut", OPERATORS[number % len(OPERATORS)])
+                    elif step == "work":
+                        _work(engine, tenant, clock, job_code, number)
+                    elif step == "finish":
+                        _finish(engine, tenant, clock, job_code, number)
+                    else:
+                        _in_uow(engine, tenant, clock, ACTIONS[step], job_code, actor="demo")
         progress(f"demo: {number} jobs on {code}")
     relayed = outbox.relay(settings)
     progress(f"demo: {relayed['published']} serial events relayed to core")
@@ -110,30 +178,26 @@ def summary(settings: Settings) -> dict:
                 return dict(conn.execute(sa.text(f"SELECT status, count(*) FROM {table} GROUP BY status")).all())
 
             jobs, instances, tokens = by_status("hatthasilpa_job"), by_status("job_graph_instance"), by_status("flow_token")
+            work = by_status("token_work_session")
             serials = by_status("serial_registry")
         with UnitOfWork(engine) as uow:
             ready = queue.read_queue(uow, limit=queue.MAX_LIMIT)["count"]
         tenants.append({"tenant": row["tenant_code"], "is_test_tenant": bool(row["is_test_tenant"]),
-                        "jobs": jobs, "instances": instances, "tokens": tokens, "serials": serials,
-                        "work_queue": ready})
+                        "jobs": jobs, "instances": instances, "tokens": tokens, "sessions": work,
+                        "serials": serials, "work_queue": ready})
     return {"tenants": tenants, "core_url": settings.core_url}
 
 
-def _counts(by_status: dict) -> str:
-    return ", ".join(f"{k} {v}" for k, v in sorted(by_status.items())) or "-"
-
-
 def render(data: dict) -> str:
-    fmt = _counts
     lines = ["Hatthasilpa demo factory", ""]
-    header = f"{'tenant':<10} {'kind':<6} {'jobs by status':<58} {'instances':<26} {'tokens':<34} queue"
-    lines.append(header)
-    lines.append("-" * len(header))
     for t in data["tenants"]:
-        lines.append(f"{t['tenant']:<10} {'test' if t['is_test_tenant'] else 'prod':<6} {fmt(t['jobs']):<58} "
-                     f"{fmt(t['instances']):<26} {fmt(t['tokens']):<34} {t['work_queue']}")
-    lines += [""] + [f"serials on {t['tenant']}: {fmt(t['serials'])}" for t in data["tenants"]]
-    lines += ["", f"stores: {data['core_url']} (core) and the tenant files beside it",
+        lines.append(f"tenant {t['tenant']} ({'test' if t['is_test_tenant'] else 'production'} tenant), "
+                     f"{t['work_queue']} tokens in the work queue")
+        for label in ("jobs", "instances", "tokens", "sessions", "serials"):
+            counts = ", ".join(f"{k} {v}" for k, v in sorted(t[label].items())) or "-"
+            lines.append(f"  {label:<10} {counts}")
+        lines.append("")
+    lines += [f"stores: {data['core_url']} (core) and the tenant files beside it",
               "try:    .venv/bin/hatthasilpa work-queue --tenant atelier --node cut",
               "        .venv/bin/hatthasilpa doctor"]
     return "\n".join(lines)

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
-from . import graphs, idempotency, serials, tokens
+from . import assignments, graphs, idempotency, serials, tokens
 from .assignments import close_open_sessions, expire_active_assignments
-from .errors import Conflict, InvalidTransition, MixedTokenStates, NotFound, ValidationError
+from .lookup import active_instance, get_job
+from .errors import Conflict, InvalidTransition, MixedTokenStates, ValidationError
 from .schema import hatthasilpa_job, job_graph_instance, routing_graph, token_spawn
 from .states import JOB_TRANSITIONS, JobStatus, ProductionMode, TokenStatus, require_job_transition, sources, values
 from .uow import UnitOfWork, iso
@@ -26,17 +27,7 @@ MAX_QUANTITY = 100_000
 
 
 # --------------------------------------------------------------------------- helpers
-def get_job(uow: UnitOfWork, job_code: str, lock: bool = False) -> sa.Row:
-    query = sa.select(hatthasilpa_job).where(hatthasilpa_job.c.job_code == job_code)
-    if lock:
-        query = query.with_for_update()
-    row = uow.conn.execute(query).first()
-    if row is None:
-        raise NotFound(f"job {job_code} not found", hint="list jobs with `hatthasilpa job show` or create it first")
-    return row
-
-
-def _move_job(uow: UnitOfWork, job: sa.Row, target: JobStatus) -> None:
+def move_job(uow: UnitOfWork, job: sa.Row, target: JobStatus) -> None:
     """Guarded transition: UPDATE … WHERE status IN (the sources the table allows)."""
     require_job_transition(job.status, target, job.job_code)
     moved = uow.conn.execute(
@@ -47,11 +38,6 @@ def _move_job(uow: UnitOfWork, job: sa.Row, target: JobStatus) -> None:
         .returning(hatthasilpa_job.c.id)).first()
     if moved is None:
         raise InvalidTransition(f"job {job.job_code} changed status concurrently", hint="read it again and retry")
-
-
-def active_instance(uow: UnitOfWork, job_id: int) -> sa.Row | None:
-    return uow.conn.execute(sa.select(job_graph_instance).where(
-        job_graph_instance.c.job_id == job_id, job_graph_instance.c.status == "active")).first()
 
 
 def _start_result(job: sa.Row, instance_id: int, spawned: bool, spawn_id: int | None, token_ids: list[int],
@@ -114,6 +100,7 @@ def _ensure_token_set(uow: UnitOfWork, job: sa.Row, idempotency_key: str | None,
                                  idempotency_key, actor, serial_codes)
     if serial_codes:
         serials.register(uow, job, mode, ids, serial_codes)
+    assignments.propagate(uow, job.id, ids)
     return _start_result(job, instance_id, True, spawn_id, ids, archived, serial_codes or [])
 
 
@@ -127,7 +114,7 @@ def start_job(uow: UnitOfWork, job_code: str, idempotency_key: str | None = None
             require_job_transition(job.status, JobStatus.IN_PROGRESS, job.job_code)
         result = _ensure_token_set(uow, job, idempotency_key, actor)
         if job.status != JobStatus.IN_PROGRESS.value:
-            _move_job(uow, job, JobStatus.IN_PROGRESS)
+            move_job(uow, job, JobStatus.IN_PROGRESS)
         return result
 
     return idempotency.run(uow, idempotency_key, "job.start", {"job_code": job_code}, action)
@@ -159,7 +146,7 @@ def cancel_job(uow: UnitOfWork, job_code: str, idempotency_key: str | None = Non
                     "archived_instance_ids": [], "voided_serials": []}
         require_job_transition(job.status, JobStatus.CANCELLED, job.job_code)
         result = hard_reset(uow, job, actor)
-        _move_job(uow, job, JobStatus.CANCELLED)
+        move_job(uow, job, JobStatus.CANCELLED)
         return {"job_code": job_code, "job_id": job.id, "status": JobStatus.CANCELLED.value, "cancelled": True,
                 **result}
 
@@ -186,7 +173,7 @@ def restore_job(uow: UnitOfWork, job_code: str, idempotency_key: str | None = No
     job = get_job(uow, job_code, lock=True)
 
     def action() -> dict:
-        _move_job(uow, job, JobStatus.PLANNED)
+        move_job(uow, job, JobStatus.PLANNED)
         return {"job_code": job_code, "job_id": job.id, "status": JobStatus.PLANNED.value}
 
     return idempotency.run(uow, idempotency_key, "job.restore", {"job_code": job_code}, action)
@@ -197,7 +184,7 @@ def archive_job(uow: UnitOfWork, job_code: str, idempotency_key: str | None = No
     job = get_job(uow, job_code, lock=True)
 
     def action() -> dict:
-        _move_job(uow, job, JobStatus.ARCHIVED)
+        move_job(uow, job, JobStatus.ARCHIVED)
         archived = tokens.archive_instances(uow, job.id)
         return {"job_code": job_code, "job_id": job.id, "status": JobStatus.ARCHIVED.value,
                 "archived_instance_ids": archived}

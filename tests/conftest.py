@@ -150,6 +150,8 @@ def _stores(backend, tmp_path, monkeypatch, request):
         def make_db(store, url):
             migrate.upgrade(url, store)
 
+        make_db("core", settings.core_url)
+        make_db("monitor", settings.monitor_url)
         yield Stores(backend, settings, make_db, monkeypatch)
         for url in (settings.core_url, settings.monitor_url):
             dispose_engine(url)

@@ -146,6 +146,6 @@ def test_the_demo_factory_relays_every_serial_to_core(sqlite_stores):
     data = demo.build(sqlite_stores.settings, progress=lambda line: None)
     for tenant in ("atelier", "sandbox"):
         assert_core_equals_tenant(sqlite_stores, tenant)
-    assert {t["tenant"]: set(t["serials"]) for t in data["tenants"]} == {"atelier": {"issued", "voided"},
-                                                                         "sandbox": {"issued", "voided"}}
+    assert {t["tenant"]: set(t["serials"]) for t in data["tenants"]} == {
+        "atelier": {"issued", "completed", "voided"}, "sandbox": {"issued", "completed", "voided"}}
     assert sqlite_stores.ok("doctor")["ok"] is True

@@ -200,3 +200,18 @@ def test_concurrent_spawns_on_sqlite_serialize_on_the_write_lock(sqlite_factory)
     results, errors = run_concurrently([use_case(sqlite_factory, services.start_job, c) for c in codes])
     assert errors == [None] * 4
     assert sorted(s for r in results for s in r["serials"]) == [f"ATELIER-TOTE-{n:06d}" for n in range(1, 13)]
+
+
+def test_session_complete_on_the_end_node_completes_the_serial(factory):
+    create_job(factory, quantity=2)
+    data = start(factory)
+    token = data["token_ids"][0]
+    for node in ("cut", "stitch", "edge", "qc"):
+        factory.ok("session", "start", "--tenant", "atelier", token, "--operator", "nok")
+        factory.ok("session", "complete", "--tenant", "atelier", token, "--operator", "nok")
+        expected = "completed" if node == "qc" else "issued"
+        assert registry_rows(factory)[0][3:] == (expected, 2 if node == "qc" else 1)
+    assert [(s, v, p["status"]) for s, v, p, _ in outbox(factory)][2:] == [(data["serials"][0], 2, "completed")]
+    factory.ok("outbox", "relay")
+    assert core_rows(factory, "SELECT status, version FROM serial_registry WHERE serial_code = :s",
+                     s=data["serials"][0]) == [("completed", 2)]

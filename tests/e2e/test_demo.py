@@ -1,0 +1,38 @@
+"""`hatthasilpa demo` on the embedded default, as `make demo` runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+from tests.e2e.test_cli import EXE
+
+
+def _env():
+    return {k: v for k, v in os.environ.items() if not k.startswith("HATTHASILPA_")}
+
+
+def test_demo_builds_a_factory_with_jobs_in_every_state(tmp_path):
+    proc = subprocess.run([EXE, "demo", "--reset"], cwd=tmp_path, env=_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)["data"]
+    assert [t["tenant"] for t in data["tenants"]] == ["atelier", "sandbox"]
+    for tenant in data["tenants"]:
+        assert set(tenant["jobs"]) == {"planned", "in_progress", "completed", "cancelled", "archived"}
+        assert set(tenant["tokens"]) >= {"ready", "paused", "completed", "scrapped"}
+        assert tenant["sessions"]["closed"] > 0 and tenant["work_queue"] > 0
+    assert (tmp_path / "var" / "core.db").exists() and (tmp_path / "var" / "tenant_atelier.db").exists()
+    # Without --reset a second run refuses rather than piling a second factory on the first.
+    again = subprocess.run([EXE, "demo"], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 3 and json.loads(again.stdout)["error"]["code"] == "CONFLICT"
+    summary = subprocess.run([EXE, "demo", "--reset", "--summary"], cwd=tmp_path, env=_env(), capture_output=True,
+                             text=True, timeout=300)
+    assert summary.returncode == 0 and "tenant atelier (production tenant)" in summary.stdout
+
+
+def test_demo_reset_refuses_a_non_sqlite_store(tmp_path):
+    env = {**_env(), "HATTHASILPA_CORE_URL": "postgresql+psycopg://postgres@127.0.0.1:5432/not_touched"}
+    proc = subprocess.run([EXE, "demo", "--reset"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and json.loads(proc.stdout)["error"]["code"] == "VALIDATION_ERROR"

@@ -1,0 +1,114 @@
+"""The Prometheus exporter over real HTTP, and the Pushgateway path against a real receiver."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
+
+from checks import metrics
+from lifecycle.db import get_engine
+from lifecycle.schema import check_run, finding
+
+T0 = dt.datetime(2026, 11, 29, 6, 0, tzinfo=dt.timezone.utc)
+
+
+def record(stores, tenant, check, severity, count, error=None, sample=None, minutes=0):
+    with get_engine(stores.settings.monitor_url).begin() as conn:
+        run_id = conn.execute(check_run.insert().values(started_at=T0).returning(check_run.c.id)).scalar_one()
+        at = T0 + dt.timedelta(minutes=minutes)
+        conn.execute(finding.insert().values(run_id=run_id, tenant_code=tenant, check_id=check, severity=severity,
+                                             count=count, sample=sample or [], started_at=at, finished_at=at,
+                                             duration_seconds=0.25, error=error))
+
+
+def scrape(url: str) -> dict:
+    text = urllib.request.urlopen(url, timeout=10).read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def serve_in_thread(stores):
+    started = threading.Event()
+    holder = {}
+
+    def ready(server):
+        holder["server"] = server
+        started.set()
+
+    thread = threading.Thread(target=metrics.serve, args=(stores.settings, "127.0.0.1", 0, ready), daemon=True)
+    thread.start()
+    assert started.wait(30)
+    return holder["server"], thread
+
+
+def test_metrics_endpoint_serves_last_results_without_per_row_labels(stores):
+    stores.add_tenant("atelier")
+    record(stores, "atelier", "orphan_token", "critical", 5, sample=[{"token_id": 7, "operator_id": "nok"}])
+    record(stores, "atelier", "orphan_token", "critical", 2, minutes=15)
+    record(stores, "atelier", "orphan_token", "critical", 0, error="statement timeout", minutes=30)
+    record(stores, "atelier", "stale_open_session", "warning", 0, minutes=30)
+    server, thread = serve_in_thread(stores)
+    try:
+        samples = scrape(f"http://127.0.0.1:{server.server_port}/metrics")
+    finally:
+        server.shutdown()
+        thread.join(10)
+    key = lambda name, **labels: (name, tuple(sorted(labels.items())))  # noqa: E731
+    assert samples[key("hatthasilpa_integrity_violations", tenant="atelier", check="orphan_token",
+                       severity="critical")] == 2  # the last successful run
+    assert samples[key("hatthasilpa_integrity_violations", tenant="atelier", check="stale_open_session",
+                       severity="warning")] == 0  # ran clean: zero, not missing
+    assert samples[key("hatthasilpa_integrity_check_errors_total", tenant="atelier", check="orphan_token")] == 1
+    assert samples[key("hatthasilpa_integrity_check_last_success_timestamp_seconds", tenant="atelier",
+                       check="orphan_token")] == (T0 + dt.timedelta(minutes=15)).timestamp()
+    assert samples[key("hatthasilpa_serial_outbox_pending", tenant="atelier")] == 0
+    labels = {name for (_, pairs) in samples for name, _ in pairs}
+    assert labels <= {"tenant", "check", "severity", "action"}
+    assert not any("nok" in str(pairs) or "7" == v for (_, pairs) in samples for _, v in pairs)
+
+
+def test_pushadd_reaches_a_pushgateway_grouped_by_tenant(stores):
+    stores.add_tenant("atelier")
+    record(stores, "atelier", "orphan_token", "critical", 3)
+    received = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.append((self.command, self.path, body.decode()))
+            self.send_response(202)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        metrics.push(stores.settings, f"127.0.0.1:{server.server_port}", "atelier")
+    finally:
+        server.shutdown()
+        thread.join(10)
+    assert len(received) == 1
+    method, path, body = received[0]
+    assert method == "POST" and path == "/metrics/job/hatthasilpa_integrity/tenant/atelier"
+    assert 'hatthasilpa_integrity_violations{check="orphan_token",severity="critical",tenant="atelier"} 3.0' in body
+
+
+def test_metrics_serve_refuses_a_busy_port(stores):
+    server, thread = serve_in_thread(stores)
+    try:
+        code, body = stores.cli("metrics", "serve", "--port", server.server_port)
+    finally:
+        server.shutdown()
+        thread.join(10)
+    assert code == 2 and body["error"]["code"] == "VALIDATION_ERROR"

@@ -1,0 +1,35 @@
+"""The dashboard and alert rules speak exactly the metric names of SPEC §8."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC_METRICS = {
+    "hatthasilpa_integrity_violations", "hatthasilpa_integrity_check_duration_seconds",
+    "hatthasilpa_integrity_check_last_success_timestamp_seconds", "hatthasilpa_integrity_check_errors_total",
+    "hatthasilpa_serial_outbox_pending", "hatthasilpa_serial_outbox_oldest_pending_age_seconds",
+    "hatthasilpa_repairs_applied_total", "hatthasilpa_repair_rows_skipped_total",
+}
+NAME = re.compile(r"hatthasilpa_[a-z_]+")
+
+
+def test_dashboard_covers_every_metric_and_names_no_other():
+    dashboard = json.loads((ROOT / "deploy" / "grafana" / "hatthasilpa-integrity.json").read_text())
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
+    used = {m for e in exprs for m in NAME.findall(e)}
+    assert used == SPEC_METRICS
+    titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
+    for topic in ("violations", "last success", "durations", "outbox", "repairs"):
+        assert topic in titles
+
+
+def test_alert_rules_use_only_spec_metrics():
+    rules = yaml.safe_load((ROOT / "deploy" / "prometheus" / "alerts.yml").read_text())
+    exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
+    used = {m for e in exprs for m in NAME.findall(e)}
+    assert used <= SPEC_METRICS and "hatthasilpa_integrity_violations" in used

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lifecycle import graphs, migrate, queue, registry, services  # noqa: E402
 from lifecycle.db import Settings, dispose_engines, get_engine  # noqa: E402
-from lifecycle.uow import UnitOfWork  # noqa: E402
+from lifecycle.uow import TenantInfo, UnitOfWork  # noqa: E402
 
 GRAPH = {"nodes": [{"code": "cut", "kind": "start"}, {"code": "stitch", "kind": "work"}, {"code": "qc", "kind": "end"}],
          "edges": [["cut", "stitch"], ["stitch", "qc"]]}
@@ -60,10 +60,11 @@ def main() -> int:
         migrate.upgrade(settings.monitor_url, "monitor")
         registry.add_tenant(settings, "bench")
         engine = get_engine(settings.tenant_url("bench"))
+        tenant = TenantInfo.from_registry(registry.get_tenant(settings, "bench"))
         counter = iter(range(10**9))
 
         def run(fn, *a, **kw):
-            with UnitOfWork(engine) as uow:
+            with UnitOfWork(engine, tenant=tenant) as uow:
                 result = fn(uow, *a, **kw)
                 uow.commit()
                 return result

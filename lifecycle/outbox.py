@@ -58,6 +58,7 @@ from .states import SerialMode, SerialStatus, values
 from .uow import Clock, as_utc, utcnow
 
 CHUNK = 100  # rows per upsert statement
+MAX_BATCH = 10_000  # keeps a batch's id list well under the drivers' bound-parameter limits
 REQUIRED = ("serial_code", "tenant_code", "sku", "job_code", "token_id", "mode", "status", "version")
 Progress = Callable[[str], None]
 
@@ -70,8 +71,8 @@ class RelayOptions:
     backoff_cap_seconds: float = 600.0
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.max_attempts < 1:
-            raise ValidationError("batch size and max attempts must be at least 1",
+        if not 1 <= self.batch_size <= MAX_BATCH or self.max_attempts < 1:
+            raise ValidationError(f"batch size must be 1 to {MAX_BATCH} and max attempts at least 1",
                                   hint="e.g. --batch-size 500 --max-attempts 8")
 
     def backoff(self, attempts: int) -> dt.timedelta:
@@ -295,6 +296,8 @@ def follow(settings: Settings, tenant_codes: list[str] | None = None, options: R
            clock: Clock = utcnow, progress: Progress | None = None, stop: threading.Event | None = None,
            interval: float = 2.0) -> dict:
     """Relay pass after pass until ``stop`` is set; wait ``interval`` seconds after an idle pass."""
+    if not interval > 0:
+        raise ValidationError(f"the follow interval must be positive, got {interval}", hint="e.g. --interval 2")
     stop = stop or threading.Event()
     progress = progress or (lambda line: None)
     started = time.perf_counter()

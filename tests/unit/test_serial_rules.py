@@ -46,8 +46,9 @@ def test_serial_formats():
 def test_backoff_doubles_up_to_its_cap():
     options = RelayOptions(backoff_base_seconds=5, backoff_cap_seconds=60)
     assert [options.backoff(n) for n in range(1, 6)] == [dt.timedelta(seconds=s) for s in (5, 10, 20, 40, 60)]
-    with pytest.raises(ValidationError):
-        RelayOptions(batch_size=0)
+    for bad in ({"batch_size": 0}, {"batch_size": 10_001}, {"max_attempts": 0}):
+        with pytest.raises(ValidationError):
+            RelayOptions(**bad)
 
 
 def test_fault_points_are_armed_only_by_the_environment_variable():

@@ -115,3 +115,14 @@ def test_follow_relays_new_events_pass_after_pass_until_sigterm(factory):
     assert proc.returncode == 0
     summary = json.loads(out)["data"]
     assert summary["published"] == 6 and summary["passes"] >= 2
+
+
+def test_two_relays_on_sqlite_take_turns_on_the_write_lock_and_publish_once(sqlite_factory):
+    make_backlog(sqlite_factory, jobs=4, quantity=500)
+    procs = [subprocess.Popen([EXE, "outbox", "relay", "--batch-size", "100"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=relay_env(sqlite_factory)) for _ in range(2)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]
+    assert sum(json.loads(out)["data"]["published"] for out, _ in outputs) == 2_000
+    assert_core_equals_tenant(sqlite_factory)
+    assert Counter(receipts(sqlite_factory).values()) == {1: 2_000}

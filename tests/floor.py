@@ -258,8 +258,9 @@ class open_target:
     def __enter__(self):
         from checks import Target, tenant_params
 
-        self._tenant = self.floor.tenant.connect()
-        self._core = self.floor.core.connect()
+        # deferred transactions on SQLite: reading must not take the write lock
+        self._tenant = self.floor.tenant.connect().execution_options(sqlite_begin="DEFERRED")
+        self._core = self.floor.core.connect().execution_options(sqlite_begin="DEFERRED")
         return Target(TENANT, self._tenant, self._core, tenant_params(self._core, TENANT, self.now))
 
     def __exit__(self, *exc) -> None:

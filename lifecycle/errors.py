@@ -17,7 +17,8 @@ what to do next. Errors become JSON envelopes and exit codes only at the edge
     │   ├── OperatorBusy                OPERATOR_BUSY
     │   ├── SerialPolicyViolation       SERIAL_POLICY_VIOLATION
     │   ├── ApprovalRequired            APPROVAL_REQUIRED
-    │   └── PlanStale                   PLAN_STALE
+    │   ├── PlanStale                   PLAN_STALE
+    │   └── ChecksFailed                CHECKS_FAILED (`check run --fail-on SEVERITY`)
     └── InternalError                   INTERNAL — anything unexpected
 """
 
@@ -89,6 +90,10 @@ class ApprovalRequired(Refused):
 
 class PlanStale(Refused):
     code = "PLAN_STALE"
+
+
+class ChecksFailed(Refused):
+    code = "CHECKS_FAILED"
 
 
 class InternalError(HatthasilpaError):

@@ -29,7 +29,7 @@ from lifecycle import services
 from lifecycle.db import get_engine
 from lifecycle.schema import (core_serial_registry, flow_token, hatthasilpa_job, routing_node, serial_outbox,
                               serial_registry, serial_sequence, token_assignment, token_event, token_work_session)
-from lifecycle.uow import utcnow
+from lifecycle.uow import as_utc, utcnow
 
 TENANT = "atelier"
 HOUR = dt.timedelta(hours=1)
@@ -39,10 +39,11 @@ HOUR = dt.timedelta(hours=1)
 class Floor:
     stores: object
     ids: dict = field(default_factory=dict)
+    tenant_code: str = TENANT
 
     @property
     def tenant(self):
-        return self.stores.tenant_engine(TENANT)
+        return self.stores.tenant_engine(self.tenant_code)
 
     @property
     def core(self):
@@ -74,14 +75,14 @@ def _execute(engine, sql: str, params: dict):
         return result.freeze()() if result.returns_rows else None
 
 
-def _job(stores, code: str, sku: str, quantity: int, mode: str = "piece") -> None:
-    with stores.uow(TENANT) as uow:
+def _job(stores, code: str, sku: str, quantity: int, mode: str = "piece", tenant: str = TENANT) -> None:
+    with stores.uow(tenant) as uow:
         services.create_job(uow, code, sku, quantity, "bag", mode)
         uow.commit()
 
 
-def _act(stores, action, code: str) -> dict:
-    with stores.uow(TENANT) as uow:
+def _act(stores, action, code: str, tenant: str = TENANT) -> dict:
+    with stores.uow(tenant) as uow:
         result = action(uow, code)
         uow.commit()
     return result
@@ -104,6 +105,36 @@ def work_on(floor: Floor, token_id: int, operator: str, status: str = "active",
         conn.execute(token_event.insert().values(token_id=token_id, event_type="session_started", from_status="ready",
                                                  to_status=status, actor=operator, at=started, created_at=started))
     return session, assignment
+
+
+def pause(floor: Floor, session_id: int, paused: bool = True) -> None:
+    """Pause an active session (or resume a paused one), token status alongside."""
+    source, target = ("active", "paused") if paused else ("paused", "active")
+    now = utcnow()
+    with floor.tenant.begin() as conn:
+        token_id = conn.execute(token_work_session.update().where(
+            token_work_session.c.id == session_id, token_work_session.c.status == source).values(
+            status=target, updated_at=now, **({} if paused else {"resumed_at": now}))
+            .returning(token_work_session.c.token_id)).scalar_one()
+        conn.execute(flow_token.update().where(flow_token.c.id == token_id).values(status=target, updated_at=now))
+
+
+def complete(floor: Floor, session_id: int, next_node: str | None) -> None:
+    """Close an active session: token ready on ``next_node``, or completed (with its serial) when None."""
+    now = utcnow()
+    with floor.tenant.begin() as conn:
+        session = conn.execute(sa.select(token_work_session).where(token_work_session.c.id == session_id)).one()
+        conn.execute(token_work_session.update().where(token_work_session.c.id == session_id).values(
+            status="closed", ended_at=max(now, as_utc(session.started_at)),
+            work_seconds=60, close_reason="completed", updated_at=now))
+        conn.execute(token_assignment.update().where(token_assignment.c.id == session.assignment_id)
+                     .values(status="done", updated_at=now))
+        values = {"status": "completed", "completed_at": now} if next_node is None else \
+            {"status": "ready", "current_node_id": floor.node(next_node)}
+        conn.execute(flow_token.update().where(flow_token.c.id == session.token_id).values(updated_at=now, **values))
+    serial = floor.serial_of(session.token_id)
+    if next_node is None and serial:
+        set_serial_status(floor, serial, "completed")
 
 
 def finish(floor: Floor, token_id: int, operator: str, next_node: str | None) -> int:
@@ -153,16 +184,17 @@ def issue_serials(floor: Floor, job_code: str, mode: str = "STD") -> list[str]:
             flow_token.c.job_id == job.id, flow_token.c.serial_code.is_(None),
             flow_token.c.status.in_(["ready", "active", "paused"])).order_by(flow_token.c.id)).scalars().all()
         for token_id in tokens:
+            tenant_code = floor.tenant_code
             seq = conn.execute(sa.select(serial_sequence.c.last_value).where(
-                serial_sequence.c.tenant_code == TENANT, serial_sequence.c.sku == job.sku)).scalar()
+                serial_sequence.c.tenant_code == tenant_code, serial_sequence.c.sku == job.sku)).scalar()
             if seq is None:
-                conn.execute(serial_sequence.insert().values(tenant_code=TENANT, sku=job.sku, last_value=0))
+                conn.execute(serial_sequence.insert().values(tenant_code=tenant_code, sku=job.sku, last_value=0))
                 seq = 0
             seq += 1
-            conn.execute(serial_sequence.update().where(serial_sequence.c.tenant_code == TENANT,
+            conn.execute(serial_sequence.update().where(serial_sequence.c.tenant_code == tenant_code,
                                                         serial_sequence.c.sku == job.sku).values(last_value=seq))
-            code = f"{TENANT.upper()}-{job.sku}-{seq:06d}" if mode == "STD" else f"TEMP-{uuid.uuid4().hex[:12]}"
-            row = {"serial_code": code, "tenant_code": TENANT, "sku": job.sku, "job_id": job.id,
+            code = f"{tenant_code.upper()}-{job.sku}-{seq:06d}" if mode == "STD" else f"TEMP-{uuid.uuid4().hex[:12]}"
+            row = {"serial_code": code, "tenant_code": tenant_code, "sku": job.sku, "job_id": job.id,
                    "token_id": token_id, "mode": mode, "status": "issued", "version": 1}
             conn.execute(serial_registry.insert().values(**row, created_at=at, updated_at=at))
             conn.execute(flow_token.update().where(flow_token.c.id == token_id).values(serial_code=code))
@@ -184,10 +216,11 @@ def set_serial_status(floor: Floor, code: str, status: str, publish: bool = True
 
 def void_scrapped_serials(floor: Floor, job_code: str) -> None:
     with floor.tenant.connect() as conn:
-        codes = conn.execute(sa.select(flow_token.c.serial_code).join(
+        codes = conn.execute(sa.select(serial_registry.c.serial_code).join(
+            flow_token, flow_token.c.id == serial_registry.c.token_id).join(
             hatthasilpa_job, hatthasilpa_job.c.id == flow_token.c.job_id).where(
             hatthasilpa_job.c.job_code == job_code, flow_token.c.status == "scrapped",
-            flow_token.c.serial_code.is_not(None))).scalars().all()
+            serial_registry.c.status != "voided")).scalars().all()
     for code in codes:
         set_serial_status(floor, code, "voided")
 
@@ -244,7 +277,7 @@ def checks_target_run(floor: Floor, check_ids=None, now=None, sample_size: int =
     """Run checks on the floor's tenant (not recorded) and return {check id: result}."""
     from checks import run_checks
 
-    report = run_checks(floor.stores.settings, tenants=[TENANT], check_ids=check_ids, now=now,
+    report = run_checks(floor.stores.settings, tenants=[floor.tenant_code], check_ids=check_ids, now=now,
                         sample_size=sample_size, record=False)
     return {r.check: r for r in report.results}
 
@@ -261,7 +294,8 @@ class open_target:
         # deferred transactions on SQLite: reading must not take the write lock
         self._tenant = self.floor.tenant.connect().execution_options(sqlite_begin="DEFERRED")
         self._core = self.floor.core.connect().execution_options(sqlite_begin="DEFERRED")
-        return Target(TENANT, self._tenant, self._core, tenant_params(self._core, TENANT, self.now))
+        code = self.floor.tenant_code
+        return Target(code, self._tenant, self._core, tenant_params(self._core, code, self.now))
 
     def __exit__(self, *exc) -> None:
         self._tenant.close()

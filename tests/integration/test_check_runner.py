@@ -121,3 +121,25 @@ def test_fast_only_selects_the_live_row_checks(factory):
     build_clean_floor(factory)
     report = run_checks(factory.settings, fast_only=True, record=False)
     assert {r.check for r in report.results} == {c.id for c in all_checks() if c.fast}
+
+
+def test_a_page_never_splits_a_legacy_duplicate_serial(factory):
+    from tests.faults import FAULTS
+
+    floor = build_clean_floor(factory)
+    shared, _ = sorted(FAULTS["duplicate_serial"].apply(floor))
+    with open_target(floor) as target:
+        columns, seen = crossdb.TENANT_COLUMNS, []
+        for batch in (1, 2):
+            after, codes_seen = None, []
+            while True:
+                codes, rows = crossdb._page(target.tenant, columns, [], after, None, batch)
+                if not codes:
+                    break
+                codes_seen += codes
+                after = codes[-1]
+                if shared in rows:
+                    assert len(rows[shared]) == 2
+            assert codes_seen == sorted(set(codes_seen)) and shared in codes_seen
+            seen.append(codes_seen)
+        assert seen[0] == seen[1]

@@ -74,3 +74,13 @@ def test_unknown_check_is_a_validation_error():
 def test_records_are_frozen():
     with pytest.raises(Exception):
         get("orphan_token").severity = Severity.WARNING
+
+
+def test_readme_catalogue_table_matches_the_catalogue():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for c in CATALOGUE.values():
+        row = (f"| `{c.id}` | {c.severity.value} | {c.family.value} | {'fast' if c.fast else 'history'} | "
+               f"{c.scope.value} | {c.description} |")
+        assert row in readme, c.id

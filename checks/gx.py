@@ -131,7 +131,10 @@ def _validate_tenant(context, tenant_code: str, url: str) -> list[CheckResult]:
         name=f"tenant_{tenant_code}", validation_definitions=list(definitions.values()),
         actions=[UpdateDataDocsAction(name="data_docs", site_names=["hatthasilpa"])], result_format="SUMMARY"))
     started, t0 = utcnow(), time.perf_counter()
-    outcome = checkpoint.run()
+    try:
+        outcome = checkpoint.run()
+    finally:
+        source.get_engine().dispose()  # a long-lived process (Dagster) must not keep GX's pools
     duration = round(time.perf_counter() - t0, 6)
     by_suite = {r.suite_name: r for r in outcome.run_results.values()}
     results = []

@@ -15,7 +15,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Callable
 
-from tests.floor import HOUR, TENANT, Floor, set_serial_status
+from tests.floor import HOUR, Floor, set_serial_status
 from lifecycle.uow import utcnow
 
 
@@ -165,10 +165,10 @@ def core_serial_deleted(f: Floor) -> set:
 
 
 def core_serial_unknown_to_tenant(f: Floor) -> set:
-    code = "ATELIER-TOTE-999999"
+    code = f"{f.tenant_code.upper()}-TOTE-999999"
     f.core_sql("INSERT INTO serial_registry (serial_code, tenant_code, sku, job_ref, token_ref, mode, status, "
                "created_at, updated_at) VALUES (:c, :t, 'TOTE', '1', '1', 'STD', 'issued', :now, :now)",
-               c=code, t=TENANT, now=utcnow())
+               c=code, t=f.tenant_code, now=utcnow())
     return {code}
 
 
@@ -194,15 +194,15 @@ def outbox_stuck(f: Floor) -> set:
 
 def temp_serial_in_production(f: Floor) -> set:
     f.core_sql("UPDATE feature_flag SET enabled = :off WHERE tenant_code = :t AND flag_key = 'FF_SERIAL_STD_HAT'",
-               off=False, t=TENANT)
+               off=False, t=f.tenant_code)
     token, job = f.ids["batch_tokens"][0], f.ids["job:J-BATCH"]
-    code = "TEMP-0000000001"
+    code = f"TEMP-{f.tenant_code.upper()}-000001"
     f.tenant_sql("INSERT INTO serial_registry (serial_code, tenant_code, sku, job_id, token_id, mode, status, version, "
                  "created_at, updated_at) VALUES (:c, :tc, 'STRAP', :j, :t, 'TEMP', 'issued', 1, :at, :at)",
-                 c=code, tc=TENANT, j=job, t=token, at=_ago(HOUR))
+                 c=code, tc=f.tenant_code, j=job, t=token, at=_ago(HOUR))
     f.core_sql("INSERT INTO serial_registry (serial_code, tenant_code, sku, job_ref, token_ref, mode, status, "
                "created_at, updated_at) VALUES (:c, :tc, 'STRAP', :j, :t, 'TEMP', 'issued', :at, :at)",
-               c=code, tc=TENANT, j=str(job), t=str(token), at=_ago(HOUR))
+               c=code, tc=f.tenant_code, j=str(job), t=str(token), at=_ago(HOUR))
     return {"FF_SERIAL_STD_HAT", code}
 
 
@@ -212,7 +212,7 @@ def serial_on_two_tokens(f: Floor) -> set:
     token, job = f.ids["batch_tokens"][0], f.ids["job:J-BATCH"]
     f.tenant_sql("INSERT INTO serial_registry (serial_code, tenant_code, sku, job_id, token_id, mode, status, version, "
                  "created_at, updated_at) VALUES (:c, :tc, 'TOTE', :j, :t, 'STD', 'issued', 1, :at, :at)",
-                 c=shared, tc=TENANT, j=job, t=token, at=_ago(HOUR))
+                 c=shared, tc=f.tenant_code, j=job, t=token, at=_ago(HOUR))
     f.tenant_sql("UPDATE flow_token SET serial_code = :c WHERE id = :t", c=shared, t=token)
     # and a serial of this tenant that core holds for another tenant
     foreign = f.serial_of(f.ids["r2"])

@@ -75,13 +75,13 @@ def _execute(engine, sql: str, params: dict):
         return result.freeze()() if result.returns_rows else None
 
 
-def _job(stores, code: str, sku: str, quantity: int, mode: str = "piece", tenant: str = TENANT) -> None:
+def _new_job(stores, code: str, sku: str, quantity: int, mode: str = "piece", tenant: str = TENANT) -> None:
     with stores.uow(tenant) as uow:
         services.create_job(uow, code, sku, quantity, "bag", mode)
         uow.commit()
 
 
-def _act(stores, action, code: str, tenant: str = TENANT) -> dict:
+def _run(stores, action, code: str, tenant: str = TENANT) -> dict:
     with stores.uow(tenant) as uow:
         result = action(uow, code)
         uow.commit()
@@ -226,12 +226,13 @@ def void_scrapped_serials(floor: Floor, job_code: str) -> None:
 
 
 # --------------------------------------------------------------------------- the floor
-def build_clean_floor(stores) -> Floor:
+def build_clean_floor(stores, tenant: str = TENANT) -> Floor:
     """The clean floor described in the module docstring; ``stores`` already has tenant and graph."""
-    floor = Floor(stores)
+    floor = Floor(stores, tenant_code=tenant)
     ids = floor.ids
-    _job(stores, "J-RUN", "TOTE", 4)
-    run = _act(stores, services.start_job, "J-RUN")
+
+    _new_job(stores, "J-RUN", "TOTE", 4, tenant=tenant)
+    run = _run(stores, services.start_job, "J-RUN", tenant=tenant)
     issue_serials(floor, "J-RUN")
     ids["run_instance"] = run["instance_id"]
     ids["r1"], ids["r2"], ids["r3"], ids["r4"] = run["token_ids"]
@@ -242,31 +243,31 @@ def build_clean_floor(stores) -> Floor:
     ids["s1"], ids["a1"] = work_on(floor, ids["r1"], "op1")
     ids["s2"], ids["a2"] = work_on(floor, ids["r2"], "op2", status="paused", started=utcnow() - 2 * HOUR)
 
-    _job(stores, "J-CAN", "WALLET", 2)
-    can = _act(stores, services.start_job, "J-CAN")
+    _new_job(stores, "J-CAN", "WALLET", 2, tenant=tenant)
+    can = _run(stores, services.start_job, "J-CAN", tenant=tenant)
     issue_serials(floor, "J-CAN")
     ids["can_instance"] = can["instance_id"]
     ids["c1"], ids["c2"] = can["token_ids"]
     ids["c1_session"], ids["c1_assignment"] = work_on(floor, ids["c1"], "op5")
-    _act(stores, services.cancel_job, "J-CAN")
+    _run(stores, services.cancel_job, "J-CAN", tenant=tenant)
     void_scrapped_serials(floor, "J-CAN")
 
-    _job(stores, "J-RESTART", "TOTE", 3)
-    first = _act(stores, services.start_job, "J-RESTART")
+    _new_job(stores, "J-RESTART", "TOTE", 3, tenant=tenant)
+    first = _run(stores, services.start_job, "J-RESTART", tenant=tenant)
     issue_serials(floor, "J-RESTART")
-    _act(stores, services.cancel_job, "J-RESTART")
+    _run(stores, services.cancel_job, "J-RESTART", tenant=tenant)
     void_scrapped_serials(floor, "J-RESTART")
-    _act(stores, services.restore_job, "J-RESTART")
-    second = _act(stores, services.start_job, "J-RESTART")
+    _run(stores, services.restore_job, "J-RESTART", tenant=tenant)
+    second = _run(stores, services.start_job, "J-RESTART", tenant=tenant)
     issue_serials(floor, "J-RESTART")
     ids["restart_old_instance"], ids["restart_instance"] = first["instance_id"], second["instance_id"]
     ids["restart_old_tokens"], ids["restart_tokens"] = first["token_ids"], second["token_ids"]
 
-    _job(stores, "J-BATCH", "STRAP", 2, mode="batch")
-    batch = _act(stores, services.start_job, "J-BATCH")
+    _new_job(stores, "J-BATCH", "STRAP", 2, mode="batch", tenant=tenant)
+    batch = _run(stores, services.start_job, "J-BATCH", tenant=tenant)
     ids["batch_instance"], ids["batch_tokens"] = batch["instance_id"], batch["token_ids"]
 
-    _job(stores, "J-PLAN", "TOTE", 1)
+    _new_job(stores, "J-PLAN", "TOTE", 1, tenant=tenant)
     with floor.tenant.connect() as conn:
         ids.update({f"job:{code}": jid for code, jid in conn.execute(
             sa.select(hatthasilpa_job.c.job_code, hatthasilpa_job.c.id))})

@@ -141,6 +141,14 @@ def run_check(check: Check, tenant_code: str, tenant_conn: sa.Connection, core_c
                        duration_seconds=round(duration, 6), error=error)
 
 
+def unreachable(tenant_code: str, checks: Iterable[Check], exc: BaseException) -> list[CheckResult]:
+    """Error results for every check of a tenant whose databases could not be read at all."""
+    now, error = utcnow(), "tenant unreachable: " + _error_text(exc)
+    return [CheckResult(check=c.id, tenant=tenant_code, severity=c.severity.value, family=c.family.value, count=0,
+                        sample=[], started_at=now, finished_at=now, duration_seconds=0.0, error=error)
+            for c in checks]
+
+
 Progress = Callable[[str, str, int, int, "CheckResult | None"], None]
 
 
@@ -180,9 +188,12 @@ def run_checks(settings: Settings | None = None, tenants: list[str] | None = Non
     results: list[CheckResult] = []
     total = len(codes) * len(selected)
     for i, code in enumerate(codes):
-        results += run_tenant(settings, code, selected, now=now, thresholds=thresholds, sample_size=sample_size,
-                              timeout_seconds=timeout_seconds, progress=progress,
-                              position=(i * len(selected), total))
+        try:
+            results += run_tenant(settings, code, selected, now=now, thresholds=thresholds,
+                                  sample_size=sample_size, timeout_seconds=timeout_seconds, progress=progress,
+                                  position=(i * len(selected), total))
+        except Exception as exc:  # an unreachable tenant is recorded; the other tenants still run
+            results += unreachable(code, selected, exc)
     report = RunReport(run_id=None, started_at=started, finished_at=utcnow(), results=results)
     if record:
         report.run_id = store.record_run(settings.monitor_url, report, trigger=trigger,

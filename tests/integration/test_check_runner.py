@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -10,7 +11,9 @@ import sqlalchemy as sa
 from checks import CATALOGUE, Family, Severity, all_checks, get, read_only, run_checks
 from checks import crossdb, store
 from checks.model import Check
-from lifecycle.db import get_engine
+from sqlalchemy.engine import make_url
+
+from lifecycle.db import dispose_engine, get_engine
 from lifecycle.uow import utcnow
 from tests.floor import TENANT, build_clean_floor, open_target
 
@@ -143,3 +146,23 @@ def test_a_page_never_splits_a_legacy_duplicate_serial(factory):
             assert codes_seen == sorted(set(codes_seen)) and shared in codes_seen
             seen.append(codes_seen)
         assert seen[0] == seen[1]
+
+
+def test_an_unreachable_tenant_is_recorded_and_the_others_still_run(factory, pg_admin_url):
+    build_clean_floor(factory)
+    factory.add_tenant("gone")
+    url = factory.settings.tenant_url("gone")
+    dispose_engine(url)
+    if factory.is_postgres:
+        import psycopg
+
+        with psycopg.connect(pg_admin_url[0], autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE "{make_url(url).database}" WITH (FORCE)')
+    else:
+        Path(make_url(url).database).unlink()
+        Path(make_url(url).database).mkdir()  # a path that cannot be opened as a database
+    report = run_checks(factory.settings, check_ids=["orphan_token", "duplicate_serial"])
+    by_tenant = {(r.tenant, r.check): r for r in report.results}
+    assert by_tenant[("atelier", "orphan_token")].error is None
+    gone = [r for (tenant, _), r in by_tenant.items() if tenant == "gone"]
+    assert len(gone) == 2 and all(r.error for r in gone)

@@ -14,7 +14,7 @@ from lifecycle.errors import ChecksFailed, ValidationError
 
 from . import catalogue
 from .model import Severity
-from .runner import RunReport, checks_settings, run_checks
+from .runner import checks_settings, run_checks
 
 WIDTH = 100
 

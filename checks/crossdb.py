@@ -21,7 +21,7 @@ from sqlalchemy.dialects import postgresql
 from lifecycle.schema import core_serial_registry as core_reg
 from lifecycle.schema import serial_registry as tenant_reg
 
-from .model import Check, Side
+from .model import Check, CheckTimeout, Side
 
 BATCH_SIZE = 1000
 
@@ -80,8 +80,6 @@ def compare(check: Check, target, only: str | None = None, batch: int = BATCH_SI
     after = None
     while True:
         if target.deadline is not None and time.monotonic() > target.deadline:
-            from .engine import CheckTimeout
-
             raise CheckTimeout(f"{check.id}: comparison ran past its time budget (after serial {after!r})")
         codes, drive_rows = _page(*_drive(check, target), after, only, batch)
         if not codes:

@@ -44,10 +44,6 @@ class Target:
     deadline: float | None = None  # time.monotonic() after which a batched comparison gives up
 
 
-class CheckTimeout(Exception):
-    pass
-
-
 def parameter_names(sql: str) -> list[str]:
     return list(sa.text(sql).compile().params)
 

@@ -71,6 +71,10 @@ STALE_SESSION = Threshold("stale_session", dt.timedelta(hours=12),
                           "how long a work session may stay open")
 
 
+class CheckTimeout(Exception):
+    """A check ran past its time budget (raised between the batches of a comparison)."""
+
+
 class Side(str, enum.Enum):
     TENANT = "tenant"
     CORE = "core"

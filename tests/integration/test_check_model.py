@@ -16,7 +16,6 @@ import json
 
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
-import sqlalchemy as sa
 
 from checks import get
 from lifecycle import queue, services

@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install docs bench clean
+.PHONY: demo test install docs bench bench-checks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+
+bench-checks: $(STAMP)
+	$(BIN)/python benchmarks/checks_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

@@ -182,6 +182,24 @@ def cmd_metrics_serve(ctx: Context) -> dict:
     return {"host": a.host, "port": a.port, "stopped": True}
 
 
+def cmd_check_list(ctx: Context) -> dict:
+    from checks import commands
+
+    data = commands.list_checks()
+    ctx.text = None if ctx.args.json else commands.render_list(data)
+    return data
+
+
+def cmd_check_run(ctx: Context) -> dict:
+    from checks import commands
+
+    a = ctx.args
+    data = commands.run(a.tenant, a.check, fast_only=a.fast, sample_size=a.sample, timeout_seconds=a.timeout,
+                        fail_on=a.fail_on, gx=a.gx, progress=None if a.json else commands.StderrProgress())
+    ctx.text = None if a.json else commands.render_run(data)
+    return data
+
+
 def cmd_demo(ctx: Context) -> dict:
     from . import demo
 
@@ -302,6 +320,24 @@ def build_parser() -> Parser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 for every interface)")
     p.add_argument("--json", action="store_true", help="print the JSON envelope when stopped")
     p.set_defaults(handler=cmd_metrics_serve)
+
+
+    check = sub.add_parser("check", help="integrity checks").add_subparsers(dest="check_command", required=True,
+                                                                          parser_class=Parser)
+    p = check.add_parser("list", help="the check catalogue")
+    p.add_argument("--json", action="store_true", help="print the JSON envelope instead of a table")
+    p.set_defaults(handler=cmd_check_list)
+    p = check.add_parser("run", help="run checks (exit 0 when they ran, findings or not; see --fail-on)")
+    p.add_argument("--tenant", action="append", help="a tenant (repeatable); default every registered tenant")
+    p.add_argument("--check", nargs="+", action="extend", help="check ids; default the whole catalogue")
+    p.add_argument("--fast", action="store_true", help="only the checks that touch live rows")
+    p.add_argument("--gx", action="store_true", help="also run the Great Expectations suites")
+    p.add_argument("--sample", type=whole_number, default=20, help="rows kept per check (default 20)")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds per check (default 60)")
+    p.add_argument("--fail-on", choices=["critical", "error", "warning"],
+                   help="exit 3 (CHECKS_FAILED) on a finding at or above this severity, or a check error")
+    p.add_argument("--json", action="store_true", help="print the JSON envelope instead of a table")
+    p.set_defaults(handler=cmd_check_run)
 
     p = sub.add_parser("demo", help="build a demo factory on the configured stores")
     p.add_argument("--reset", action="store_true", help="delete the embedded SQLite demo files first")

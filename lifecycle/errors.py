@@ -18,7 +18,8 @@ what to do next. Errors become JSON envelopes and exit codes only at the edge
     │   ├── SerialPolicyViolation       SERIAL_POLICY_VIOLATION
     │   ├── ApprovalRequired            APPROVAL_REQUIRED
     │   ├── PlanStale                   PLAN_STALE
-    │   └── PrerequisitesFailed         PREREQUISITES_FAILED (doctor; the report rides in ``data``)
+    │   ├── PrerequisitesFailed         PREREQUISITES_FAILED (doctor; the report rides in ``data``)
+    │   └── ChecksFailed                CHECKS_FAILED (`check run --fail-on SEVERITY`)
     └── InternalError                   INTERNAL — anything unexpected
 """
 
@@ -99,6 +100,10 @@ class PrerequisitesFailed(Refused):
     def __init__(self, message: str, hint: str | None = None, data: dict | None = None, **details: object) -> None:
         super().__init__(message, hint, **details)
         self.data = data
+
+
+class ChecksFailed(Refused):
+    code = "CHECKS_FAILED"
 
 
 class InternalError(HatthasilpaError):

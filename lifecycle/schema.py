@@ -343,7 +343,12 @@ check_run = sa.Table(
     sa.Column("started_at", Timestamp, nullable=False),
     sa.Column("finished_at", Timestamp),
     sa.Column("trigger", sa.String(32), nullable=False, server_default="cli"),
+    sa.Column("status", sa.String(16), nullable=False, server_default="finished"),
+    sa.Column("selection", sa.JSON),
+    sa.Column("violation_count", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("error_count", sa.Integer, nullable=False, server_default="0"),
     _created(),
+    sa.CheckConstraint("status IN ('running', 'finished')", name="status"),
 )
 
 finding = sa.Table(
@@ -352,6 +357,7 @@ finding = sa.Table(
     sa.Column("run_id", sa.Integer, sa.ForeignKey("check_run.id"), nullable=False),
     sa.Column("tenant_code", sa.String(32), nullable=False),
     sa.Column("check_id", sa.String(64), nullable=False),
+    sa.Column("family", sa.String(16)),
     sa.Column("severity", sa.String(16), nullable=False),
     sa.Column("count", sa.Integer, nullable=False, server_default="0"),
     sa.Column("sample", sa.JSON, nullable=False),
@@ -361,4 +367,5 @@ finding = sa.Table(
     sa.Column("error", sa.Text),
     _created(),
     sa.Index("ix_finding_tenant_check", "tenant_code", "check_id", "id"),
+    sa.Index("ix_finding_run_id", "run_id"),
 )

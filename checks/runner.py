@@ -1,0 +1,190 @@
+"""The one generic runner: every selected check on every selected tenant.
+
+Per (tenant, check) it records the count, a bounded sample, the duration and any
+error; a check that fails is recorded as an error and the others still run. Every
+check runs in its own read-only transaction: on PostgreSQL ``SET TRANSACTION READ
+ONLY`` and ``SET LOCAL statement_timeout``; on SQLite a deferred transaction with
+``PRAGMA query_only`` and a progress handler that interrupts a statement past its
+time budget. So the checks also work through a SELECT-only role, and never take a
+write lock.
+
+Connections come from ``checks_settings()``: the usual store URLs, or the read-only
+ones of ``HATTHASILPA_CHECKS_CORE_URL`` / ``HATTHASILPA_CHECKS_TENANT_URL_TEMPLATE``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable
+
+import sqlalchemy as sa
+
+from lifecycle import registry
+from lifecycle.db import Settings, get_engine, is_postgres
+from lifecycle.uow import utcnow
+
+from . import catalogue, store
+from .context import tenant_params
+from .engine import Target, count_and_sample, deadline_after
+from .model import Check, Scope
+
+DEFAULT_SAMPLE_SIZE = 20
+DEFAULT_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass
+class CheckResult:
+    check: str
+    tenant: str
+    severity: str
+    family: str
+    count: int
+    sample: list[dict]
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    duration_seconds: float
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict:
+        body = asdict(self)
+        body["started_at"] = self.started_at.isoformat()
+        body["finished_at"] = self.finished_at.isoformat()
+        return body
+
+
+@dataclass
+class RunReport:
+    run_id: int | None
+    started_at: dt.datetime
+    finished_at: dt.datetime
+    results: list[CheckResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"run_id": self.run_id, "started_at": self.started_at.isoformat(),
+                "finished_at": self.finished_at.isoformat(),
+                "tenants": sorted({r.tenant for r in self.results}),
+                "violations": sum(r.count for r in self.results),
+                "errors": sum(1 for r in self.results if r.error),
+                "results": [r.to_dict() for r in self.results]}
+
+
+def checks_settings(environ: dict | None = None) -> Settings:
+    """Store settings for the checks: the read-only URLs where they are configured."""
+    env = os.environ if environ is None else environ
+    base = Settings.from_env(env)
+    return Settings(core_url=env.get("HATTHASILPA_CHECKS_CORE_URL") or base.core_url,
+                    tenant_url_template=env.get("HATTHASILPA_CHECKS_TENANT_URL_TEMPLATE") or base.tenant_url_template,
+                    monitor_url=base.monitor_url)
+
+
+@contextmanager
+def read_only(conn: sa.Connection, timeout_seconds: float):
+    """One read-only transaction with a statement time budget; always rolled back."""
+    if is_postgres(conn):
+        tx = conn.begin()
+        try:
+            conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+            conn.execute(sa.text("SELECT set_config('statement_timeout', :ms, true)"),
+                         {"ms": str(max(1, int(timeout_seconds * 1000)))})
+            yield conn
+        finally:
+            tx.rollback()
+        return
+    raw = conn.connection.driver_connection
+    deadline = time.monotonic() + timeout_seconds
+    raw.execute("PRAGMA query_only = ON")
+    raw.set_progress_handler(lambda: 1 if time.monotonic() > deadline else 0, 10_000)
+    conn.execution_options(sqlite_begin="DEFERRED")
+    tx = conn.begin()
+    try:
+        yield conn
+    finally:
+        tx.rollback()
+        raw.set_progress_handler(None, 0)
+        raw.execute("PRAGMA query_only = OFF")
+
+
+def _error_text(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip().splitlines()
+    return f"{type(orig or exc).__name__}: {text[0] if text else ''}"[:500]
+
+
+def run_check(check: Check, tenant_code: str, tenant_conn: sa.Connection, core_conn: sa.Connection,
+              params: dict, sample_size: int = DEFAULT_SAMPLE_SIZE,
+              timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> CheckResult:
+    """Run one check on one tenant in its own read-only transaction(s); never raises."""
+    started, t0 = utcnow(), time.perf_counter()
+    count, sample, error = 0, [], None
+    try:
+        with ExitStack() as stack:
+            stack.enter_context(read_only(tenant_conn, timeout_seconds))
+            reads_core = check.scope == Scope.TENANT_CORE or check.core_sql is not None
+            if reads_core:
+                stack.enter_context(read_only(core_conn, timeout_seconds))
+            target = Target(tenant_code, tenant_conn, core_conn if reads_core else None, params,
+                            deadline=deadline_after(timeout_seconds))
+            count, sample = count_and_sample(check, target, sample_size)
+    except Exception as exc:  # a failing check is a result, not the end of the run
+        count, sample, error = 0, [], _error_text(exc)
+    duration = time.perf_counter() - t0
+    return CheckResult(check=check.id, tenant=tenant_code, severity=check.severity.value, family=check.family.value,
+                       count=count, sample=sample, started_at=started, finished_at=utcnow(),
+                       duration_seconds=round(duration, 6), error=error)
+
+
+Progress = Callable[[str, str, int, int, "CheckResult | None"], None]
+
+
+def run_tenant(settings: Settings, tenant_code: str, checks: Iterable[Check], *, now: dt.datetime | None = None,
+               thresholds: dict | None = None, sample_size: int = DEFAULT_SAMPLE_SIZE,
+               timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS, progress: Progress | None = None,
+               position: tuple[int, int] = (0, 0)) -> list[CheckResult]:
+    checks = list(checks)
+    done, total = position
+    results = []
+    with get_engine(settings.tenant_url(tenant_code)).connect() as tconn, \
+            get_engine(settings.core_url).connect() as cconn:
+        with read_only(cconn, timeout_seconds):
+            params = tenant_params(cconn, tenant_code, now, thresholds)
+        for check in checks:
+            if progress:
+                progress(tenant_code, check.id, done, total, None)
+            result = run_check(check, tenant_code, tconn, cconn, params, sample_size, timeout_seconds)
+            results.append(result)
+            done += 1
+            if progress:
+                progress(tenant_code, check.id, done, total, result)
+    return results
+
+
+def run_checks(settings: Settings | None = None, tenants: list[str] | None = None,
+               check_ids: list[str] | None = None, *, fast_only: bool = False, now: dt.datetime | None = None,
+               thresholds: dict | None = None, sample_size: int = DEFAULT_SAMPLE_SIZE,
+               timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS, progress: Progress | None = None,
+               record: bool = True, trigger: str = "cli", checks: list[Check] | None = None) -> RunReport:
+    """Run checks on tenants (every registered tenant when None) and record them in the monitor store."""
+    settings = settings or checks_settings()
+    selected = checks if checks is not None else catalogue.select(check_ids, fast_only=fast_only)
+    codes = [registry.get_tenant(settings, t)["tenant_code"] for t in dict.fromkeys(tenants)] if tenants \
+        else [t["tenant_code"] for t in registry.list_tenants(settings)]
+    started = utcnow()
+    results: list[CheckResult] = []
+    total = len(codes) * len(selected)
+    for i, code in enumerate(codes):
+        results += run_tenant(settings, code, selected, now=now, thresholds=thresholds, sample_size=sample_size,
+                              timeout_seconds=timeout_seconds, progress=progress,
+                              position=(i * len(selected), total))
+    report = RunReport(run_id=None, started_at=started, finished_at=utcnow(), results=results)
+    if record:
+        report.run_id = store.record_run(settings.monitor_url, report, trigger=trigger,
+                                         selection={"tenants": codes, "checks": [c.id for c in selected]})
+    return report

@@ -1,0 +1,56 @@
+"""The monitor store: check runs and their findings (SPEC §2, §6).
+
+A run is one ``check_run`` row and one ``finding`` row per (tenant, check) with the
+count, the bounded sample, severity, timing and error. ``latest_results`` is the
+query dashboards and metrics ask: the last finding of every (tenant, check), from
+the ``latest_finding`` view.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from lifecycle.db import get_engine
+from lifecycle.schema import check_run, finding
+from lifecycle.uow import iso, utcnow
+
+latest_finding = sa.table("latest_finding", *(sa.column(c.name) for c in finding.columns))
+
+
+def record_run(monitor_url: str, report, trigger: str = "cli", selection: dict | None = None) -> int:
+    """Write a finished run and its findings in one transaction; return the run id."""
+    with get_engine(monitor_url).begin() as conn:
+        run_id = conn.execute(check_run.insert().values(
+            started_at=report.started_at, finished_at=report.finished_at, trigger=trigger, status="finished",
+            selection=selection, violation_count=sum(r.count for r in report.results),
+            error_count=sum(1 for r in report.results if r.error), created_at=utcnow(),
+        ).returning(check_run.c.id)).scalar_one()
+        if report.results:
+            conn.execute(finding.insert(), [
+                {"run_id": run_id, "tenant_code": r.tenant, "check_id": r.check, "family": r.family,
+                 "severity": r.severity, "count": r.count, "sample": r.sample, "started_at": r.started_at,
+                 "finished_at": r.finished_at, "duration_seconds": r.duration_seconds, "error": r.error,
+                 "created_at": utcnow()} for r in report.results])
+    return run_id
+
+
+def _finding_dict(row) -> dict:
+    body = dict(row._mapping)
+    for name in ("started_at", "finished_at", "created_at"):
+        body[name] = iso(body[name])
+    return body
+
+
+def latest_results(monitor_url: str, tenant: str | None = None) -> list[dict]:
+    """The last finding of every (tenant, check), optionally for one tenant."""
+    query = sa.select(latest_finding).order_by(latest_finding.c.tenant_code, latest_finding.c.check_id)
+    if tenant is not None:
+        query = query.where(latest_finding.c.tenant_code == tenant)
+    with get_engine(monitor_url).connect() as conn:
+        return [_finding_dict(r) for r in conn.execute(query)]
+
+
+def run_findings(monitor_url: str, run_id: int) -> list[dict]:
+    with get_engine(monitor_url).connect() as conn:
+        return [_finding_dict(r) for r in conn.execute(
+            sa.select(finding).where(finding.c.run_id == run_id).order_by(finding.c.id))]

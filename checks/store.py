@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from lifecycle import migrate
 from lifecycle.db import get_engine
 from lifecycle.schema import check_run, finding
 from lifecycle.uow import iso, utcnow
@@ -17,8 +18,15 @@ from lifecycle.uow import iso, utcnow
 latest_finding = sa.table("latest_finding", *(sa.column(c.name) for c in finding.columns))
 
 
+def ensure_migrated(monitor_url: str) -> None:
+    """The monitor store is the monitor's own: bring it to head on first use."""
+    if migrate.current_revision(monitor_url) != migrate.head_revision("monitor"):
+        migrate.upgrade(monitor_url, "monitor")
+
+
 def record_run(monitor_url: str, report, trigger: str = "cli", selection: dict | None = None) -> int:
     """Write a finished run and its findings in one transaction; return the run id."""
+    ensure_migrated(monitor_url)
     with get_engine(monitor_url).begin() as conn:
         run_id = conn.execute(check_run.insert().values(
             started_at=report.started_at, finished_at=report.finished_at, trigger=trigger, status="finished",

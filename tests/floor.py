@@ -53,12 +53,11 @@ class Floor:
         return self.stores.is_postgres
 
     def tenant_sql(self, sql: str, **params):
-        with self.tenant.begin() as conn:
-            return conn.execute(sa.text(sql), params)
+        """Execute one statement in its own transaction; rows (if any) are fetched before the commit."""
+        return _execute(self.tenant, sql, params)
 
     def core_sql(self, sql: str, **params):
-        with self.core.begin() as conn:
-            return conn.execute(sa.text(sql), params)
+        return _execute(self.core, sql, params)
 
     def node(self, code: str) -> int:
         with self.tenant.connect() as conn:
@@ -67,6 +66,12 @@ class Floor:
     def serial_of(self, token_id: int) -> str:
         with self.tenant.connect() as conn:
             return conn.execute(sa.select(flow_token.c.serial_code).where(flow_token.c.id == token_id)).scalar_one()
+
+
+def _execute(engine, sql: str, params: dict):
+    with engine.begin() as conn:
+        result = conn.execute(sa.text(sql), params)
+        return result.freeze()() if result.returns_rows else None
 
 
 def _job(stores, code: str, sku: str, quantity: int, mode: str = "piece") -> None:
@@ -242,3 +247,22 @@ def checks_target_run(floor: Floor, check_ids=None, now=None, sample_size: int =
     report = run_checks(floor.stores.settings, tenants=[TENANT], check_ids=check_ids, now=now,
                         sample_size=sample_size, record=False)
     return {r.check: r for r in report.results}
+
+
+class open_target:
+    """``with open_target(floor) as target:`` — a checks Target on fresh connections (read-only use)."""
+
+    def __init__(self, floor: Floor, now=None) -> None:
+        self.floor, self.now = floor, now
+
+    def __enter__(self):
+        from checks import Target, tenant_params
+
+        # deferred transactions on SQLite: reading must not take the write lock
+        self._tenant = self.floor.tenant.connect().execution_options(sqlite_begin="DEFERRED")
+        self._core = self.floor.core.connect().execution_options(sqlite_begin="DEFERRED")
+        return Target(TENANT, self._tenant, self._core, tenant_params(self._core, TENANT, self.now))
+
+    def __exit__(self, *exc) -> None:
+        self._tenant.close()
+        self._core.close()

@@ -203,9 +203,12 @@ def cmd_check_run(ctx: Context) -> dict:
 def cmd_demo(ctx: Context) -> dict:
     from . import demo
 
+    from pipelines import local
+
     data = demo.build(ctx.settings, reset_first=ctx.args.reset)
+    data["findings"] = local.run_monitoring_plan(ctx.settings, progress=lambda m: print(m, file=sys.stderr))
     if ctx.args.summary:
-        ctx.text = demo.render(data)
+        ctx.text = "\n\n".join([demo.render(data), local.render(data["findings"]), demo.NEXT_STEPS])
     return data
 
 

@@ -197,7 +197,13 @@ def render(data: dict) -> str:
             counts = ", ".join(f"{k} {v}" for k, v in sorted(t[label].items())) or "-"
             lines.append(f"  {label:<10} {counts}")
         lines.append("")
-    lines += [f"stores: {data['core_url']} (core) and the tenant files beside it",
-              "try:    .venv/bin/hatthasilpa work-queue --tenant atelier --node cut",
-              "        .venv/bin/hatthasilpa doctor"]
+    lines.append(f"stores: {data['core_url']} (core) and the tenant files beside it")
     return "\n".join(lines)
+
+
+NEXT_STEPS = """next:
+  .venv/bin/hatthasilpa work-queue --tenant atelier --node cut      the sanitized work queue
+  .venv/bin/hatthasilpa check run                                     the checks again, as a table
+  .venv/bin/dagster dev                                               the Dagster UI on http://127.0.0.1:3000
+  .venv/bin/hatthasilpa doctor                                        the prerequisites of every tenant
+  .venv/bin/hatthasilpa metrics serve                                 Prometheus metrics on http://127.0.0.1:9464/metrics"""

@@ -1,0 +1,41 @@
+"""Asset checks generated from the check catalogue: one spec per check id.
+
+Nothing check-specific lives here: the catalogue says which checks exist, their
+severity and their description; this module only maps them onto Dagster.
+"""
+
+from __future__ import annotations
+
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
+
+from checks import catalogue
+from checks.model import Check, Scope, Severity
+
+INTEGRITY_CHECKS: list[Check] = [c for c in catalogue.all_checks() if c.scope == Scope.TENANT]
+RECONCILIATION_CHECKS: list[Check] = [c for c in catalogue.all_checks() if c.scope == Scope.TENANT_CORE]
+
+DAGSTER_SEVERITY = {
+    Severity.CRITICAL.value: AssetCheckSeverity.ERROR,
+    Severity.ERROR.value: AssetCheckSeverity.ERROR,
+    Severity.WARNING.value: AssetCheckSeverity.WARN,
+}
+
+
+def specs(asset: str, checks: list[Check]) -> list[AssetCheckSpec]:
+    return [AssetCheckSpec(name=c.id, asset=AssetKey(asset),
+                           description=f"[{c.severity.value}] {c.description}") for c in checks]
+
+
+def check_result(result) -> AssetCheckResult:
+    """A catalogue ``CheckResult`` as a Dagster check result (count and sample as metadata)."""
+    metadata = {
+        "count": MetadataValue.int(result.count),
+        "severity": MetadataValue.text(result.severity),
+        "family": MetadataValue.text(result.family),
+        "duration_seconds": MetadataValue.float(float(result.duration_seconds)),
+        "sample": MetadataValue.json(result.sample),
+    }
+    if result.error:
+        metadata["error"] = MetadataValue.text(result.error)
+    return AssetCheckResult(check_name=result.check, passed=result.error is None and result.count == 0,
+                            severity=DAGSTER_SEVERITY[result.severity], metadata=metadata)

@@ -1,0 +1,17 @@
+"""The Dagster definitions of the monitor. This module only assembles."""
+
+from dagster import Definitions
+
+from .assets import MONITOR_ASSETS
+from .jobs import MONITOR_JOBS
+from .resources import RESOURCES
+from .schedules import SCHEDULES
+from .sensors import SENSORS
+
+defs = Definitions(
+    assets=MONITOR_ASSETS,
+    jobs=MONITOR_JOBS,
+    schedules=SCHEDULES,
+    sensors=SENSORS,
+    resources=RESOURCES,
+)

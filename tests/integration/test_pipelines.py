@@ -1,0 +1,104 @@
+"""The Dagster definitions as Dagster's testing API drives them."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from dagster import (
+    DagsterInstance,
+    Definitions,
+    SensorResult,
+    SkipReason,
+    build_schedule_context,
+    build_sensor_context,
+    instance_for_test,
+    materialize,
+)
+
+from checks import catalogue
+from lifecycle.db import get_engine
+from pipelines.assets import MONITOR_ASSETS
+from pipelines.definitions import defs
+from pipelines.partitions import TENANT_TAG
+from pipelines.resources import CoreDatabase, MonitorStore, Pushgateway, TenantDatabases
+from pipelines.schedules import integrity_schedule, reconciliation_schedule
+from pipelines.sensors import tenant_partitions_sensor
+
+
+def resources_for(stores):
+    return {"core_db": CoreDatabase(url=stores.settings.core_url),
+            "tenant_dbs": TenantDatabases(url_template=stores.settings.tenant_url_template),
+            "monitor_store": MonitorStore(url=stores.settings.monitor_url),
+            "pushgateway": Pushgateway()}
+
+
+def test_definitions_load_and_resolve_every_job_schedule_and_sensor():
+    Definitions.validate_loadable(defs)
+    repo = defs.get_repository_def()
+    for job in repo.get_all_jobs():
+        assert defs.resolve_job_def(job.name).name == job.name
+    assert {s.name for s in repo.schedule_defs} >= {"integrity_schedule", "reconciliation_schedule"}
+    assert {s.name for s in repo.sensor_defs} >= {"tenant_partitions_sensor"}
+    check_names = {key.name for asset in MONITOR_ASSETS for key in asset.check_keys}
+    assert check_names == {c.id for c in catalogue.all_checks()}
+
+
+def orphan_token_fault(stores, tenant):
+    """A legacy path cancelled the job without the hard reset: its ready tokens are orphans."""
+    with get_engine(stores.settings.tenant_url(tenant)).begin() as conn:
+        conn.execute(sa.text("UPDATE hatthasilpa_job SET status = 'cancelled' WHERE job_code = 'J1'"))
+
+
+def test_materialize_two_tenant_partitions_matches_check_run(factory, tmp_path):
+    factory.add_tenant("second")
+    for tenant in ("atelier", "second"):
+        if tenant == "second":
+            graph = tmp_path / "bag.json"
+            factory.ok("graph", "create", "--tenant", tenant, "--code", "bag", "--file", graph)
+        factory.ok("job", "create", "--tenant", tenant, "--code", "J1", "--sku", "TOTE", "--quantity", 3,
+                   "--graph", "bag")
+        factory.ok("job", "start", "--tenant", tenant, "J1")
+    orphan_token_fault(factory, "atelier")
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("tenant", ["atelier", "second"])
+    for tenant in ("atelier", "second"):
+        result = materialize(MONITOR_ASSETS, partition_key=tenant, instance=instance,
+                             resources=resources_for(factory))
+        assert result.success
+        evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+        assert set(evaluations) == {c.id for c in catalogue.all_checks()}
+        cli = factory.ok("check", "run", "--tenant", tenant, "--json")["results"]
+        assert {r["check"]: r["count"] for r in cli} == \
+            {name: e.metadata["count"].value for name, e in evaluations.items()}
+        assert {r["check"]: r["count"] == 0 and not r.get("error") for r in cli} == \
+            {name: e.passed for name, e in evaluations.items()}
+    orphan = factory.ok("check", "run", "--tenant", "atelier", "--check", "orphan_token", "--json")["results"][0]
+    assert orphan["count"] == 3
+
+
+def test_schedules_request_one_run_per_tenant_partition():
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("tenant", ["atelier", "second"])
+        for schedule in (integrity_schedule, reconciliation_schedule):
+            requests = list(schedule(build_schedule_context(instance=instance)))
+            assert [(r.partition_key, r.tags[TENANT_TAG]) for r in requests] == [("atelier", "atelier"),
+                                                                               ("second", "second")]
+
+
+def test_tenant_sensor_adds_and_removes_partitions(stores):
+    stores.add_tenant("atelier")
+    stores.add_tenant("second")
+    instance = DagsterInstance.ephemeral()
+    context = build_sensor_context(instance=instance, resources=resources_for(stores))
+    result = tenant_partitions_sensor(context)
+    assert isinstance(result, SensorResult)
+    (add,) = result.dynamic_partitions_requests
+    assert sorted(add.partition_keys) == ["atelier", "second"]
+    instance.add_dynamic_partitions("tenant", ["atelier", "second"])
+    assert isinstance(tenant_partitions_sensor(build_sensor_context(instance=instance,
+                                                                    resources=resources_for(stores))), SkipReason)
+    with get_engine(stores.settings.core_url).begin() as conn:
+        conn.execute(sa.text("DELETE FROM feature_flag WHERE tenant_code = 'second'"))
+        conn.execute(sa.text("DELETE FROM tenant WHERE tenant_code = 'second'"))
+    result = tenant_partitions_sensor(build_sensor_context(instance=instance, resources=resources_for(stores)))
+    (delete,) = result.dynamic_partitions_requests
+    assert list(delete.partition_keys) == ["second"]

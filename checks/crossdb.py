@@ -19,14 +19,18 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 from lifecycle.schema import core_serial_registry as core_reg
+from lifecycle.schema import hatthasilpa_job
 from lifecycle.schema import serial_registry as tenant_reg
 
 from .model import Check, CheckTimeout, Side
 
 BATCH_SIZE = 1000
 
+# Core keeps the job by its code (``job_ref``): the tenant side carries it beside the id.
+_JOB_CODE = (sa.select(hatthasilpa_job.c.job_code).where(hatthasilpa_job.c.id == tenant_reg.c.job_id)
+             .scalar_subquery().label("job_code"))
 TENANT_COLUMNS = (tenant_reg.c.serial_code, tenant_reg.c.tenant_code, tenant_reg.c.sku, tenant_reg.c.job_id,
-                  tenant_reg.c.token_id, tenant_reg.c.mode, tenant_reg.c.status, tenant_reg.c.created_at,
+                  _JOB_CODE, tenant_reg.c.token_id, tenant_reg.c.mode, tenant_reg.c.status, tenant_reg.c.created_at,
                   tenant_reg.c.updated_at)
 CORE_COLUMNS = (core_reg.c.serial_code, core_reg.c.tenant_code, core_reg.c.sku, core_reg.c.job_ref,
                 core_reg.c.token_ref, core_reg.c.mode, core_reg.c.status, core_reg.c.updated_at)

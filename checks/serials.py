@@ -4,7 +4,7 @@ The four cross-database checks compare the tenant ``serial_registry`` with the c
 ``serial_registry`` by ``serial_code`` in bounded batches (``crossdb``); each only
 decides, for one serial, whether its tenant and core rows break its rule.
 
-Core's ``job_ref`` and ``token_ref`` are the tenant's ``job_id`` and ``token_id`` as
+Core's ``job_ref`` is the code of the tenant's job and ``token_ref`` its ``token_id`` as
 text (``core_refs``), the mapping the outbox relay writes.
 """
 
@@ -17,7 +17,7 @@ from .model import OUTBOX_GRACE, Check, Comparison, Family, Scope, Severity, Sid
 
 def core_refs(tenant_row: dict) -> dict:
     """The core registry's view of a tenant registry row."""
-    return {"sku": tenant_row["sku"], "job_ref": str(tenant_row["job_id"]),
+    return {"sku": tenant_row["sku"], "job_ref": str(tenant_row["job_code"]),
             "token_ref": str(tenant_row["token_id"]), "status": tenant_row["status"], "mode": tenant_row["mode"]}
 
 

@@ -176,9 +176,9 @@ def fields_drifted(f: Floor) -> set:
     drifted_core = f.serial_of(f.ids["r1"])
     f.core_sql("UPDATE serial_registry SET sku = 'WALLET' WHERE serial_code = :c", c=drifted_core)
     drifted_tenant = f.serial_of(f.ids["r2"])
-    set_serial_status(f, drifted_tenant, "completed", publish=False, at=_ago(HOUR))
+    set_serial_status(f, drifted_tenant, "completed", at=_ago(HOUR))
     within_grace = f.serial_of(f.ids["r3"])
-    set_serial_status(f, within_grace, "completed", publish=False, at=utcnow())  # the relay still has time
+    set_serial_status(f, within_grace, "completed", at=utcnow())  # the relay still has time
     return {drifted_core, drifted_tenant}
 
 
@@ -202,7 +202,7 @@ def temp_serial_in_production(f: Floor) -> set:
                  c=code, tc=f.tenant_code, j=job, t=token, at=_ago(HOUR))
     f.core_sql("INSERT INTO serial_registry (serial_code, tenant_code, sku, job_ref, token_ref, mode, status, "
                "created_at, updated_at) VALUES (:c, :tc, 'STRAP', :j, :t, 'TEMP', 'issued', :at, :at)",
-               c=code, tc=f.tenant_code, j=str(job), t=str(token), at=_ago(HOUR))
+               c=code, tc=f.tenant_code, j="J-BATCH", t=str(token), at=_ago(HOUR))
     return {"FF_SERIAL_STD_HAT", code}
 
 

@@ -1,11 +1,11 @@
 """A clean factory floor for the check tests, and the raw writes it still needs.
 
-Jobs are created, started and cancelled through ``lifecycle.services``. Operator work
-(assignments, sessions) and serials (tenant registry, outbox, core registry) are
-written here with plain inserts because their lifecycle flows are built elsewhere;
-when those flows land, ``work_on``, ``finish`` and ``issue_serials`` are the only
-functions to swap for them. Every serial write is backdated past the outbox grace
-period, as on a floor that has been running for a while.
+Jobs are created, started and cancelled through ``lifecycle.services``, which issue and
+void their serials; completed tokens complete theirs through ``lifecycle.serials``, and
+the real outbox relay publishes every change to core. Operator work (assignments,
+sessions) is written with plain inserts so that each session can be placed in time.
+Every serial change is backdated past the outbox grace period, as on a floor that has
+been running for a while.
 
 The clean floor (tenant ``atelier``, graph ``bag``: cut → stitch → edge → qc):
 
@@ -20,15 +20,14 @@ The clean floor (tenant ``atelier``, graph ``bag``: cut → stitch → edge → 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-from lifecycle import services
+from lifecycle import outbox, serials, services
 from lifecycle.db import get_engine
-from lifecycle.schema import (core_serial_registry, flow_token, hatthasilpa_job, routing_node, serial_outbox,
-                              serial_registry, serial_sequence, token_assignment, token_event, token_work_session)
+from lifecycle.schema import (flow_token, hatthasilpa_job, routing_node, serial_outbox, serial_registry,
+                              token_assignment, token_event, token_work_session)
 from lifecycle.uow import as_utc, utcnow
 
 TENANT = "atelier"
@@ -132,9 +131,8 @@ def complete(floor: Floor, session_id: int, next_node: str | None) -> None:
         values = {"status": "completed", "completed_at": now} if next_node is None else \
             {"status": "ready", "current_node_id": floor.node(next_node)}
         conn.execute(flow_token.update().where(flow_token.c.id == session.token_id).values(updated_at=now, **values))
-    serial = floor.serial_of(session.token_id)
-    if next_node is None and serial:
-        set_serial_status(floor, serial, "completed")
+    if next_node is None:
+        complete_serial(floor, session.token_id, now)
 
 
 def finish(floor: Floor, token_id: int, operator: str, next_node: str | None) -> int:
@@ -154,75 +152,55 @@ def finish(floor: Floor, token_id: int, operator: str, next_node: str | None) ->
                                                  from_status="active", to_status=status, actor=operator, at=ended,
                                                  created_at=ended))
     if next_node is None:
-        set_serial_status(floor, floor.serial_of(token_id), "completed")
+        complete_serial(floor, token_id, ended)
     return session
 
 
 # --------------------------------------------------------------------------- serials
-def _publish(floor: Floor, conn: sa.Connection, row: dict, at: dt.datetime) -> None:
-    payload = {k: row[k] for k in ("serial_code", "tenant_code", "sku", "job_id", "token_id", "mode", "status")}
-    conn.execute(serial_outbox.insert().values(event_id=str(uuid.uuid4()), serial_code=row["serial_code"],
-                                               version=row["version"], payload=payload, published_at=at,
-                                               attempts=1, created_at=at))
-    core = {"tenant_code": row["tenant_code"], "sku": row["sku"], "job_ref": str(row["job_id"]),
-            "token_ref": str(row["token_id"]), "mode": row["mode"], "status": row["status"],
-            "version": row["version"], "updated_at": at}
-    with floor.core.begin() as cconn:
-        updated = cconn.execute(core_serial_registry.update()
-                                .where(core_serial_registry.c.serial_code == row["serial_code"]).values(**core))
-        if updated.rowcount == 0:
-            cconn.execute(core_serial_registry.insert().values(serial_code=row["serial_code"], created_at=at, **core))
-
-
-def issue_serials(floor: Floor, job_code: str, mode: str = "STD") -> list[str]:
-    """Issue a serial to every token of the job's live set that has none, published to core."""
-    at = utcnow() - HOUR
-    codes = []
+def settle_serials(floor: Floor, at: dt.datetime | None = None) -> None:
+    """Backdate the tenant's unpublished serial changes past the outbox grace period, as on a
+    floor that has been running for a while, and publish them to core with the real relay."""
+    at = at or utcnow() - HOUR
     with floor.tenant.begin() as conn:
-        job = conn.execute(sa.select(hatthasilpa_job).where(hatthasilpa_job.c.job_code == job_code)).one()
-        tokens = conn.execute(sa.select(flow_token.c.id).where(
-            flow_token.c.job_id == job.id, flow_token.c.serial_code.is_(None),
-            flow_token.c.status.in_(["ready", "active", "paused"])).order_by(flow_token.c.id)).scalars().all()
-        for token_id in tokens:
-            tenant_code = floor.tenant_code
-            seq = conn.execute(sa.select(serial_sequence.c.last_value).where(
-                serial_sequence.c.tenant_code == tenant_code, serial_sequence.c.sku == job.sku)).scalar()
-            if seq is None:
-                conn.execute(serial_sequence.insert().values(tenant_code=tenant_code, sku=job.sku, last_value=0))
-                seq = 0
-            seq += 1
-            conn.execute(serial_sequence.update().where(serial_sequence.c.tenant_code == tenant_code,
-                                                        serial_sequence.c.sku == job.sku).values(last_value=seq))
-            code = f"{tenant_code.upper()}-{job.sku}-{seq:06d}" if mode == "STD" else f"TEMP-{uuid.uuid4().hex[:12]}"
-            row = {"serial_code": code, "tenant_code": tenant_code, "sku": job.sku, "job_id": job.id,
-                   "token_id": token_id, "mode": mode, "status": "issued", "version": 1}
-            conn.execute(serial_registry.insert().values(**row, created_at=at, updated_at=at))
-            conn.execute(flow_token.update().where(flow_token.c.id == token_id).values(serial_code=code))
-            _publish(floor, conn, row, at)
-            codes.append(code)
-    return codes
+        pending = sa.select(serial_outbox.c.serial_code).where(serial_outbox.c.published_at.is_(None))
+        conn.execute(serial_registry.update().where(serial_registry.c.serial_code.in_(pending),
+                                                    serial_registry.c.created_at > at).values(created_at=at))
+        conn.execute(serial_registry.update().where(serial_registry.c.serial_code.in_(pending),
+                                                    serial_registry.c.updated_at > at).values(updated_at=at))
+        conn.execute(serial_outbox.update().where(serial_outbox.c.published_at.is_(None)).values(created_at=at))
+    outbox.relay(floor.stores.settings, [floor.tenant_code])
 
 
-def set_serial_status(floor: Floor, code: str, status: str, publish: bool = True,
-                      at: dt.datetime | None = None) -> None:
+def issue_serials(floor: Floor, job_code: str) -> list[str]:
+    """The serials the spawn issued to the job's live tokens, published to core."""
+    settle_serials(floor)
+    with floor.tenant.connect() as conn:
+        return list(conn.execute(sa.select(flow_token.c.serial_code).join(
+            hatthasilpa_job, hatthasilpa_job.c.id == flow_token.c.job_id).where(
+            hatthasilpa_job.c.job_code == job_code, flow_token.c.serial_code.is_not(None),
+            flow_token.c.status.in_(["ready", "active", "paused"])).order_by(flow_token.c.id)).scalars())
+
+
+def complete_serial(floor: Floor, token_id: int, at: dt.datetime | None = None) -> None:
+    """Complete a completed token's serial through the lifecycle (tenant registry and outbox), then relay."""
+    at = at or utcnow() - HOUR
+    with floor.stores.uow(floor.tenant_code, clock=lambda: at) as uow:
+        serials.complete_serial(uow, token_id)
+        uow.commit()
+    settle_serials(floor, at)
+
+
+def set_serial_status(floor: Floor, code: str, status: str, at: dt.datetime | None = None) -> None:
+    """A raw tenant-side change that writes no outbox event (a legacy path; used by the faults)."""
     at = at or utcnow() - HOUR
     with floor.tenant.begin() as conn:
         conn.execute(serial_registry.update().where(serial_registry.c.serial_code == code).values(
             status=status, version=serial_registry.c.version + 1, updated_at=at))
-        row = dict(conn.execute(sa.select(serial_registry).where(serial_registry.c.serial_code == code)).one()._mapping)
-        if publish:
-            _publish(floor, conn, row, at)
 
 
 def void_scrapped_serials(floor: Floor, job_code: str) -> None:
-    with floor.tenant.connect() as conn:
-        codes = conn.execute(sa.select(serial_registry.c.serial_code).join(
-            flow_token, flow_token.c.id == serial_registry.c.token_id).join(
-            hatthasilpa_job, hatthasilpa_job.c.id == flow_token.c.job_id).where(
-            hatthasilpa_job.c.job_code == job_code, flow_token.c.status == "scrapped",
-            serial_registry.c.status != "voided")).scalars().all()
-    for code in codes:
-        set_serial_status(floor, code, "voided")
+    """The cancel voided the scrapped tokens' serials through the outbox: publish those changes."""
+    settle_serials(floor)
 
 
 # --------------------------------------------------------------------------- the floor

@@ -31,12 +31,23 @@ def worked_seconds(session: sa.Row, now) -> float:
 
 
 def close_open_sessions(uow: UnitOfWork, token_ids: list[int], reason: str) -> list[int]:
+    """Close every open session of the tokens; return the closed session ids."""
     if not token_ids:
         return []
+    return _close(uow, token_work_session.c.token_id.in_(token_ids), reason)
+
+
+def close_sessions(uow: UnitOfWork, session_ids: list[int], reason: str) -> list[int]:
+    """Close exactly these sessions, those still open; return the closed ids."""
+    if not session_ids:
+        return []
+    return _close(uow, token_work_session.c.id.in_(session_ids), reason)
+
+
+def _close(uow: UnitOfWork, which, reason: str) -> list[int]:
     now = uow.now()
     sessions = uow.conn.execute(
-        sa.select(token_work_session).where(token_work_session.c.token_id.in_(token_ids),
-                                            token_work_session.c.status.in_(OPEN))
+        sa.select(token_work_session).where(which, token_work_session.c.status.in_(OPEN))
         .order_by(token_work_session.c.id).with_for_update()).all()
     for session in sessions:
         uow.conn.execute(token_work_session.update().where(token_work_session.c.id == session.id)
@@ -51,6 +62,17 @@ def expire_active_assignments(uow: UnitOfWork, token_ids: list[int]) -> list[int
     return sorted(uow.conn.execute(
         token_assignment.update()
         .where(token_assignment.c.token_id.in_(token_ids), token_assignment.c.status == AssignmentStatus.ACTIVE.value)
+        .values(status=AssignmentStatus.EXPIRED.value, updated_at=uow.now())
+        .returning(token_assignment.c.id)).scalars())
+
+
+def expire_assignments(uow: UnitOfWork, assignment_ids: list[int]) -> list[int]:
+    """Expire exactly these assignments, those still active; return the expired ids."""
+    if not assignment_ids:
+        return []
+    return sorted(uow.conn.execute(
+        token_assignment.update()
+        .where(token_assignment.c.id.in_(assignment_ids), token_assignment.c.status == AssignmentStatus.ACTIVE.value)
         .values(status=AssignmentStatus.EXPIRED.value, updated_at=uow.now())
         .returning(token_assignment.c.id)).scalars())
 

@@ -18,6 +18,8 @@ what to do next. Errors become JSON envelopes and exit codes only at the edge
     │   ├── SerialPolicyViolation       SERIAL_POLICY_VIOLATION
     │   ├── ApprovalRequired            APPROVAL_REQUIRED
     │   ├── PlanStale                   PLAN_STALE
+    │   ├── PlanHashMismatch            PLAN_HASH_MISMATCH (the hash an approver names is not the plan's)
+    │   ├── PlanTenantMismatch          PLAN_TENANT_MISMATCH (a plan used for another tenant)
     │   ├── PrerequisitesFailed         PREREQUISITES_FAILED (doctor; the report rides in ``data``)
     │   └── ChecksFailed                CHECKS_FAILED (`check run --fail-on SEVERITY`)
     └── InternalError                   INTERNAL — anything unexpected
@@ -92,6 +94,14 @@ class ApprovalRequired(Refused):
 
 class PlanStale(Refused):
     code = "PLAN_STALE"
+
+
+class PlanHashMismatch(Refused):
+    code = "PLAN_HASH_MISMATCH"
+
+
+class PlanTenantMismatch(Refused):
+    code = "PLAN_TENANT_MISMATCH"
 
 
 class PrerequisitesFailed(Refused):

@@ -289,6 +289,27 @@ command_idempotency = sa.Table(
     _created(),
 )
 
+# The authoritative repair audit: written by ``reconcile`` in the same transaction as the
+# change it records (or the skip). One terminal outcome per plan row: the unique index is
+# what makes two applies of one plan apply each row once.
+tenant_repair_audit = sa.Table(
+    "repair_audit", tenant_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("plan_id", sa.String(32), nullable=False),
+    sa.Column("row_seq", sa.Integer, nullable=False),
+    sa.Column("check_id", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("row_key", sa.JSON, nullable=False),
+    sa.Column("before", sa.JSON),
+    sa.Column("after", sa.JSON),
+    sa.Column("reason", sa.Text),
+    sa.Column("actor", sa.String(64), nullable=False),
+    _created(),
+    sa.CheckConstraint("outcome IN ('applied', 'skipped')", name="outcome"),
+    sa.Index("ux_repair_audit_plan_row", "plan_id", "row_seq", unique=True),
+)
+
 # --------------------------------------------------------------------------- core
 core_metadata = sa.MetaData(naming_convention=NAMING)
 
@@ -384,4 +405,52 @@ finding = sa.Table(
     _created(),
     sa.Index("ix_finding_tenant_check", "tenant_code", "check_id", "id"),
     sa.Index("ix_finding_run_id", "run_id"),
+)
+
+# Repairs (SPEC §7): a plan is an immutable list of rows with a content hash; an approval
+# names the hash it approves; the audit is a copy of the tenant's authoritative rows.
+repair_plan = sa.Table(
+    "repair_plan", monitor_metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("tenant_code", sa.String(32), nullable=False),
+    sa.Column("checks", sa.JSON, nullable=False),
+    sa.Column("rows", sa.JSON, nullable=False),
+    sa.Column("guidance", sa.JSON, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("row_cap", sa.Integer, nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=False),
+    _created(),
+    sa.Index("ix_repair_plan_tenant_code", "tenant_code"),
+)
+
+repair_approval = sa.Table(
+    "repair_approval", monitor_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("plan_id", sa.String(32), sa.ForeignKey("repair_plan.id"), nullable=False),
+    sa.Column("plan_hash", sa.String(64), nullable=False),
+    sa.Column("approved_by", sa.String(64), nullable=False),
+    sa.Column("approved_at", Timestamp, nullable=False),
+    _created(),
+    sa.Index("ix_repair_approval_plan_id", "plan_id"),
+)
+
+repair_audit = sa.Table(
+    "repair_audit", monitor_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_code", sa.String(32), nullable=False),
+    sa.Column("tenant_audit_id", sa.Integer, nullable=False),
+    sa.Column("plan_id", sa.String(32), nullable=False),
+    sa.Column("row_seq", sa.Integer, nullable=False),
+    sa.Column("check_id", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("row_key", sa.JSON, nullable=False),
+    sa.Column("before", sa.JSON),
+    sa.Column("after", sa.JSON),
+    sa.Column("reason", sa.Text),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("applied_at", Timestamp, nullable=False),
+    _created(),
+    sa.UniqueConstraint("tenant_code", "tenant_audit_id"),
+    sa.Index("ix_repair_audit_plan_id", "plan_id"),
 )

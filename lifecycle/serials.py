@@ -181,6 +181,29 @@ def complete_serial(uow: UnitOfWork, token_id: int) -> dict | None:
     return moved[0]
 
 
+def republish(uow: UnitOfWork, serial_code: str, above_version: int) -> dict | None:
+    """Send the tenant's current state of a serial to core again (a guarded repair).
+
+    The relay upserts core only when core's version is below the event's, so the
+    serial's version moves past ``above_version`` (core's current version, 0 when core
+    lacks the serial) and a fresh outbox event carries the full state, all in the
+    caller's transaction. Returns the new state, or None when the tenant has no such serial.
+    """
+    row = uow.conn.execute(sa.select(serial_registry).where(serial_registry.c.serial_code == serial_code)
+                           .with_for_update()).first()
+    if row is None:
+        return None
+    moved = uow.conn.execute(
+        serial_registry.update().where(serial_registry.c.serial_code == serial_code)
+        .values(version=max(row.version, above_version) + 1, updated_at=uow.now())
+        .returning(*serial_registry.c)).one()
+    job_code = uow.conn.execute(sa.select(hatthasilpa_job.c.job_code)
+                                .where(hatthasilpa_job.c.id == moved.job_id)).scalar_one()
+    state = _state(moved._mapping, job_code)
+    uow.conn.execute(serial_outbox.insert(), _outbox_rows(uow, [state]))
+    return state
+
+
 # --------------------------------------------------------------------------- reads
 def serials_of(uow: UnitOfWork, token_ids: list[int]) -> list[str]:
     """The serials of ``token_ids`` in that order (tokens without one are left out)."""

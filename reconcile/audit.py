@@ -1,0 +1,92 @@
+"""The repair audit: before/after of every applied or skipped plan row.
+
+The authoritative row is written in the tenant database, in the same transaction as
+the change it records (``record``); the unique (plan, row) index there gives each
+plan row one outcome, whoever applies it. ``sync`` then copies a tenant's rows to the
+monitor store's ``repair_audit`` (idempotent: keyed by tenant and tenant row id), where
+``repair show`` and the metrics read them.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import sqlalchemy as sa
+
+from lifecycle.db import Settings, dialect_insert, get_engine
+from lifecycle.schema import repair_audit, tenant_repair_audit
+from lifecycle.uow import iso, utcnow
+
+log = logging.getLogger(__name__)
+
+APPLIED, SKIPPED = "applied", "skipped"
+
+
+def record(conn: sa.Connection, plan_id: str, row: dict, outcome: str, before: dict | None, after: dict | None,
+           reason: str | None, actor: str, now) -> None:
+    conn.execute(tenant_repair_audit.insert().values(
+        plan_id=plan_id, row_seq=row["seq"], check_id=row["check"], action=row["action"], outcome=outcome,
+        row_key=row["key"], before=before, after=after, reason=reason, actor=actor, created_at=now))
+
+
+def outcomes(conn: sa.Connection, plan_id: str) -> dict[int, str]:
+    """{row seq: outcome} of the plan's rows that already have one."""
+    return dict(conn.execute(sa.select(tenant_repair_audit.c.row_seq, tenant_repair_audit.c.outcome)
+                             .where(tenant_repair_audit.c.plan_id == plan_id)).all())
+
+
+def outcome_of(conn: sa.Connection, plan_id: str, seq: int) -> str | None:
+    return conn.execute(sa.select(tenant_repair_audit.c.outcome).where(
+        tenant_repair_audit.c.plan_id == plan_id, tenant_repair_audit.c.row_seq == seq)).scalar()
+
+
+def sync(settings: Settings, tenant_code: str, plan_id: str | None = None) -> int:
+    """Copy the tenant's audit rows (of one plan, or all) to the monitor store; return how many were new."""
+    query = sa.select(tenant_repair_audit).order_by(tenant_repair_audit.c.id)
+    if plan_id is not None:
+        query = query.where(tenant_repair_audit.c.plan_id == plan_id)
+    with get_engine(settings.tenant_url(tenant_code)).connect() as conn:
+        rows = [r._asdict() for r in conn.execute(query)]
+    if not rows:
+        return 0
+    now = utcnow()
+    copies = [{"tenant_code": tenant_code, "tenant_audit_id": r["id"], "plan_id": r["plan_id"],
+               "row_seq": r["row_seq"], "check_id": r["check_id"], "action": r["action"], "outcome": r["outcome"],
+               "row_key": r["row_key"], "before": r["before"], "after": r["after"], "reason": r["reason"],
+               "actor": r["actor"], "applied_at": r["created_at"], "created_at": now} for r in rows]
+    with get_engine(settings.monitor_url).begin() as conn:
+        inserted = conn.execute(dialect_insert(conn, repair_audit).values(copies)
+                                .on_conflict_do_nothing(index_elements=["tenant_code", "tenant_audit_id"]))
+        return max(0, inserted.rowcount or 0)
+
+
+def trail(settings: Settings, tenant_code: str, plan_id: str) -> list[dict]:
+    """The plan's audit rows from the monitor store, after copying any the tenant holds that it lacks."""
+    try:
+        sync(settings, tenant_code, plan_id)
+    except sa.exc.DBAPIError as exc:  # the tenant may be unreachable: show what the monitor has
+        log.warning("repair audit of tenant %s not synced: %s", tenant_code, exc.orig)
+    with get_engine(settings.monitor_url).connect() as conn:
+        return [{"seq": r.row_seq, "check": r.check_id, "action": r.action, "outcome": r.outcome, "key": r.row_key,
+                 "before": r.before, "after": r.after, "reason": r.reason, "actor": r.actor,
+                 "at": iso(r.applied_at)}
+                for r in conn.execute(sa.select(repair_audit).where(repair_audit.c.plan_id == plan_id)
+                                      .order_by(repair_audit.c.row_seq))]
+
+
+def repair_metric_rows(conn: sa.Connection, tenant: str | None, kind: str):
+    """(labels, cumulative count) for ``hatthasilpa_repairs_applied_total`` (kind "applied": tenant,
+    check, action) and ``hatthasilpa_repair_rows_skipped_total`` (kind "skipped": tenant, check)."""
+    if kind not in (APPLIED, SKIPPED):
+        raise ValueError(f"unknown repair metric kind {kind!r}")
+    labels = [repair_audit.c.tenant_code, repair_audit.c.check_id]
+    if kind == APPLIED:
+        labels.append(repair_audit.c.action)
+    query = sa.select(*labels, sa.func.count()).where(repair_audit.c.outcome == kind).group_by(*labels)
+    if tenant is not None:
+        query = query.where(repair_audit.c.tenant_code == tenant)
+    try:
+        result = conn.execute(query.order_by(*labels)).all()
+    except sa.exc.DBAPIError:  # a monitor store not yet migrated to the repair tables
+        return []
+    return [(list(row[:-1]), row[-1]) for row in result]

@@ -1,0 +1,165 @@
+"""Repair plans and their approvals, in the monitor store.
+
+``plan`` is read-only on the tenant and core databases: it re-runs the checks (every
+offending row, up to a row cap per check — not the monitor's bounded sample) in
+read-only transactions and stores, for one tenant, the rows with their action and the
+state they were found in. A plan never changes after it is stored; its hash is the
+sha256 of its canonical JSON (tenant and rows), recomputed from the stored rows
+whenever it is approved or applied, so an edited plan no longer matches its approval.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import uuid
+
+import sqlalchemy as sa
+
+from checks import Target, catalogue, tenant_params
+from checks.runner import read_only
+from checks.store import ensure_migrated
+from lifecycle import registry
+from lifecycle.db import Settings, get_engine
+from lifecycle.errors import NotFound, PlanHashMismatch, PlanStale, PlanTenantMismatch, ValidationError
+from lifecycle.schema import repair_approval, repair_plan
+from lifecycle.uow import as_utc, iso, utcnow
+
+from . import audit
+from .repairs import REPAIRS, guidance_for
+
+DEFAULT_ROW_CAP = 1000
+DEFAULT_MAX_AGE = dt.timedelta(hours=24)
+MAX_AGE_SETTING = "HATTHASILPA_REPAIR_PLAN_MAX_AGE_HOURS"
+READ_TIMEOUT_SECONDS = 300.0
+
+
+def max_plan_age(environ: dict | None = None) -> dt.timedelta:
+    env = os.environ if environ is None else environ
+    raw = env.get(MAX_AGE_SETTING)
+    if not raw:
+        return DEFAULT_MAX_AGE
+    try:
+        hours = float(raw)
+    except ValueError:
+        raise ValidationError(f"{MAX_AGE_SETTING} must be a number of hours, got {raw!r}") from None
+    if hours <= 0:
+        raise ValidationError(f"{MAX_AGE_SETTING} must be positive, got {raw!r}")
+    return dt.timedelta(hours=hours)
+
+
+def plan_hash(tenant_code: str, rows: list[dict]) -> str:
+    canonical = json.dumps({"tenant": tenant_code, "rows": rows}, sort_keys=True, separators=(",", ":"),
+                           ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def plan(settings: Settings, tenant_code: str, check_ids: list[str] | None = None, *,
+         row_cap: int = DEFAULT_ROW_CAP, actor: str = "cli", now: dt.datetime | None = None) -> dict:
+    """Turn the tenant's current findings into a stored plan; writes only to the monitor store."""
+    if not 0 < row_cap <= 100_000:
+        raise ValidationError("the row cap must be between 1 and 100000")
+    checks = catalogue.select(check_ids)
+    code = registry.get_tenant(settings, tenant_code)["tenant_code"]
+    rows, guidance, capped = [], [], []
+    tenant_engine, core_engine = get_engine(settings.tenant_url(code)), get_engine(settings.core_url)
+    with tenant_engine.connect() as tconn, core_engine.connect() as cconn, \
+            read_only(tconn, READ_TIMEOUT_SECONDS), read_only(cconn, READ_TIMEOUT_SECONDS):
+        target = Target(code, tconn, cconn, tenant_params(cconn, code, now))
+        for check in checks:
+            found = check.rows(target, limit=row_cap + 1)
+            if len(found) > row_cap:
+                capped.append(check.id)
+                found = found[:row_cap]
+            for finding in found:
+                key = {k: finding[k] for k in check.keys}
+                advice = guidance_for(check.id, finding)
+                if advice is not None:
+                    guidance.append({"check": check.id, "key": key, "reason": finding.get("reason"),
+                                     "guidance": advice})
+                    continue
+                repair = REPAIRS[check.id]
+                rows.append({"seq": len(rows) + 1, "check": check.id, "key": key, "action": repair.action,
+                             "expected": {"finding": finding, "row": repair.target(tconn, key, False)}})
+    plan_id = uuid.uuid4().hex
+    digest = plan_hash(code, rows)
+    ensure_migrated(settings.monitor_url)
+    with get_engine(settings.monitor_url).begin() as conn:
+        conn.execute(repair_plan.insert().values(
+            id=plan_id, tenant_code=code, checks=[c.id for c in checks], rows=rows, guidance=guidance,
+            hash=digest, row_cap=row_cap, created_by=actor, created_at=now or utcnow()))
+    return {"plan_id": plan_id, "tenant": code, "hash": digest, "checks": [c.id for c in checks],
+            "rows": rows, "guidance": guidance, "capped_checks": capped, "row_cap": row_cap}
+
+
+def load(settings: Settings, plan_id: str) -> dict:
+    """The stored plan with its hash recomputed from its rows (``hash``) beside the stored one."""
+    if not isinstance(plan_id, str) or not plan_id:
+        raise ValidationError("a plan id is required")
+    ensure_migrated(settings.monitor_url)
+    with get_engine(settings.monitor_url).connect() as conn:
+        row = conn.execute(sa.select(repair_plan).where(repair_plan.c.id == plan_id)).first()
+    if row is None:
+        raise NotFound(f"repair plan {plan_id} not found", hint="make one: hatthasilpa repair plan --tenant T")
+    body = dict(row._mapping)
+    body["stored_hash"] = body["hash"]
+    body["hash"] = plan_hash(body["tenant_code"], body["rows"])
+    return body
+
+
+def check_tenant(stored: dict, tenant_code: str | None) -> None:
+    if tenant_code is not None and tenant_code.lower() != stored["tenant_code"].lower():
+        raise PlanTenantMismatch(
+            f"repair plan {stored['id']} belongs to tenant {stored['tenant_code']}, not {tenant_code}",
+            hint="a plan touches the one tenant it was made for; make a plan for this tenant")
+
+
+def approve(settings: Settings, plan_id: str, by: str, plan_hash_seen: str | None = None,
+            now: dt.datetime | None = None, tenant_code: str | None = None) -> dict:
+    """Record who approved the plan's current hash (and refuse a hash the approver did not see)."""
+    if not isinstance(by, str) or not by.strip() or len(by) > 64:
+        raise ValidationError("an approver name (1-64 characters) is required", hint="pass --by NAME")
+    stored = load(settings, plan_id)
+    check_tenant(stored, tenant_code)
+    if plan_hash_seen is not None and plan_hash_seen != stored["hash"]:
+        raise PlanHashMismatch(f"the hash given ({plan_hash_seen[:12]}…) is not the hash of plan {plan_id} "
+                               f"({stored['hash'][:12]}…)", hint="review the plan again: hatthasilpa repair show PLAN")
+    at = now or utcnow()
+    with get_engine(settings.monitor_url).begin() as conn:
+        conn.execute(repair_approval.insert().values(plan_id=plan_id, plan_hash=stored["hash"], approved_by=by.strip(),
+                                                     approved_at=at, created_at=at))
+    return {"plan_id": plan_id, "tenant": stored["tenant_code"], "hash": stored["hash"], "approved_by": by.strip(),
+            "approved_at": iso(at)}
+
+
+def approvals(settings: Settings, plan_id: str) -> list[dict]:
+    with get_engine(settings.monitor_url).connect() as conn:
+        return [{"approved_by": r.approved_by, "hash": r.plan_hash, "approved_at": iso(r.approved_at)}
+                for r in conn.execute(sa.select(repair_approval).where(repair_approval.c.plan_id == plan_id)
+                                      .order_by(repair_approval.c.id))]
+
+
+def approval_of_current_hash(settings: Settings, stored: dict) -> dict | None:
+    matching = [a for a in approvals(settings, stored["id"]) if a["hash"] == stored["hash"]]
+    return matching[-1] if matching else None
+
+
+def check_fresh(stored: dict, now: dt.datetime, max_age: dt.timedelta) -> None:
+    age = now - as_utc(stored["created_at"])
+    if age > max_age:
+        raise PlanStale(f"repair plan {stored['id']} is {age.total_seconds() / 3600:.1f} h old, over the "
+                        f"limit of {max_age.total_seconds() / 3600:.1f} h",
+                        hint=f"the floor has moved on: make a new plan (hatthasilpa repair plan --tenant "
+                             f"{stored['tenant_code']})")
+
+
+def show(settings: Settings, plan_id: str) -> dict:
+    stored = load(settings, plan_id)
+    trail = audit.trail(settings, stored["tenant_code"], plan_id)
+    return {"plan_id": plan_id, "tenant": stored["tenant_code"], "hash": stored["hash"],
+            "hash_intact": stored["hash"] == stored["stored_hash"], "created_at": iso(stored["created_at"]),
+            "created_by": stored["created_by"], "checks": stored["checks"], "row_cap": stored["row_cap"],
+            "rows": stored["rows"], "guidance": stored["guidance"], "approvals": approvals(settings, plan_id),
+            "audit": trail}

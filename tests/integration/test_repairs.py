@@ -1,0 +1,217 @@
+"""Guarded repairs on PostgreSQL and SQLite: corrupt → plan → approve → dry run → execute → clean.
+
+Every repairable check gets its fault from the fault matrix; the plan must hold exactly
+the corrupted rows, the dry run must leave tenant and core byte for byte as they were,
+and the executed plan must leave the check at zero with a before/after audit per row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+
+import reconcile
+from checks import get
+from lifecycle.errors import ApprovalRequired, PlanStale, PlanTenantMismatch
+from lifecycle.schema import core_serial_registry, repair_plan, serial_registry
+from reconcile.repairs import REPAIRS
+from tests.faults import FAULTS
+from tests.floor import build_clean_floor, checks_target_run, work_on
+from tests.repair_support import dump_stores
+
+REPAIRABLE = sorted(REPAIRS)
+# findings of a repairable check that have no safe action (left with guidance)
+GUIDANCE_ONLY = {"session_without_assignment": lambda floor: {floor.ids["r3_closed_session"]}}
+# The check counts spawn cycles, which are history: scrapping the surplus set removes the
+# hazard (twice the pieces on the floor) but the instance keeps its second cycle, so the
+# check keeps reporting it, now beside scrapped tokens; the runbook's procedure (cancel,
+# restore, start) finishes it. The test proves the surplus is gone instead.
+RESIDUAL = {"multi_spawn_instance"}
+
+
+def _plan_keys(rows, check):
+    key = get(check).keys[0]
+    return {r["key"][key] for r in rows}
+
+
+def _corrupt_and_plan(factory, check):
+    floor = build_clean_floor(factory)
+    expected = FAULTS[check].apply(floor)
+    planned = reconcile.plan(factory.settings, floor.tenant_code, [check], actor="tester")
+    return floor, expected, planned
+
+
+def test_every_check_has_a_repair_or_guidance():
+    from checks import SPEC_ORDER
+
+    assert sorted(set(SPEC_ORDER) - set(REPAIRS) - set(reconcile.GUIDANCE)) == []
+    assert set(REPAIRS).isdisjoint(reconcile.GUIDANCE)
+
+
+@pytest.mark.parametrize("check", REPAIRABLE)
+def test_corrupt_plan_approve_dry_run_execute(factory, check):
+    floor, expected, planned = _corrupt_and_plan(factory, check)
+    guidance_only = GUIDANCE_ONLY.get(check, lambda f: set())(floor)
+    assert _plan_keys(planned["rows"], check) == expected - guidance_only
+    assert {g["key"][get(check).keys[0]] for g in planned["guidance"]} == guidance_only
+    assert all(r["action"] == REPAIRS[check].action for r in planned["rows"])
+    reconcile.approve(factory.settings, planned["plan_id"], by="somchai")
+
+    before = dump_stores(floor)
+    dry = reconcile.apply(factory.settings, planned["plan_id"])
+    assert dump_stores(floor) == before, "a dry run writes nothing"
+    assert dry["would_apply"] == len(planned["rows"]) and dry["would_skip"] == 0
+
+    done = reconcile.apply(factory.settings, planned["plan_id"], execute=True, actor="somchai")
+    assert done["applied"] == len(planned["rows"]) and done["skipped"] == 0
+    left = checks_target_run(floor, [check], now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))[check]
+    if check in RESIDUAL:
+        assert [(r["reason"], r["live_tokens"]) for r in left.sample] == [("spawned 2 times", r["quantity"])
+                                                                          for r in left.sample]
+    else:
+        assert done["recheck"]["counts"][check] == len(guidance_only)
+        # an hour on, past every grace period, none of the repaired rows comes back
+        assert {r[get(check).keys[0]] for r in left.sample} & expected == guidance_only
+
+    trail = reconcile.show(factory.settings, planned["plan_id"])["audit"]
+    assert sorted(a["seq"] for a in trail) == [r["seq"] for r in planned["rows"]]
+    for entry in trail:
+        assert entry["outcome"] == "applied" and entry["actor"] == "somchai"
+        assert entry["before"]["finding"] is not None and entry["before"]["row"] is not None
+        assert entry["after"]["row"] is not None and entry["after"]["changed"]
+
+    again = reconcile.apply(factory.settings, planned["plan_id"], execute=True)
+    assert (again["applied"], again["skipped"], again["already_done"]) == (0, 0, len(planned["rows"]))
+
+
+def test_republished_serials_carry_the_tenant_truth_to_core(factory):
+    floor, expected, planned = _corrupt_and_plan(factory, "serial_field_mismatch")
+    reconcile.approve(factory.settings, planned["plan_id"], by="somchai")
+    reconcile.apply(factory.settings, planned["plan_id"], execute=True)
+    with floor.tenant.connect() as conn:
+        tenant = {r.serial_code: r for r in conn.execute(sa.select(serial_registry)
+                                                          .where(serial_registry.c.serial_code.in_(expected)))}
+    with floor.core.connect() as conn:
+        core = {r.serial_code: r for r in conn.execute(sa.select(core_serial_registry)
+                                                        .where(core_serial_registry.c.serial_code.in_(expected)))}
+    assert sorted(core) == sorted(expected)
+    for code in expected:
+        assert (core[code].sku, core[code].status, core[code].version) == \
+            (tenant[code].sku, tenant[code].status, tenant[code].version)
+
+
+# --------------------------------------------------------------------------- refusals
+def _refused_without_writes(factory, floor, plan_id, error, **kwargs):
+    before = dump_stores(floor)
+    with pytest.raises(error):
+        reconcile.apply(factory.settings, plan_id, execute=True, **kwargs)
+    assert dump_stores(floor) == before
+
+
+def test_apply_without_approval_is_refused(factory):
+    floor, _, planned = _corrupt_and_plan(factory, "orphan_token")
+    _refused_without_writes(factory, floor, planned["plan_id"], ApprovalRequired)
+
+
+def test_approval_of_another_hash_is_refused(factory):
+    floor, _, planned = _corrupt_and_plan(factory, "orphan_token")
+    reconcile.approve(factory.settings, planned["plan_id"], by="somchai")
+    # the stored plan is edited after its approval: its hash is no longer the approved one
+    rows = planned["rows"][1:]
+    with sa.create_engine(factory.settings.monitor_url).begin() as conn:
+        conn.execute(repair_plan.update().where(repair_plan.c.id == planned["plan_id"]).values(rows=rows))
+    _refused_without_writes(factory, floor, planned["plan_id"], ApprovalRequired)
+
+
+def test_approver_naming_another_hash_is_refused(factory):
+    from lifecycle.errors import PlanHashMismatch
+
+    _, _, planned = _corrupt_and_plan(factory, "orphan_token")
+    with pytest.raises(PlanHashMismatch):
+        reconcile.approve(factory.settings, planned["plan_id"], by="somchai", plan_hash_seen="0" * 64)
+    assert reconcile.show(factory.settings, planned["plan_id"])["approvals"] == []
+
+
+def test_stale_plan_is_refused(factory):
+    floor, _, planned = _corrupt_and_plan(factory, "orphan_token")
+    reconcile.approve(factory.settings, planned["plan_id"], by="somchai")
+    later = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=25)
+    _refused_without_writes(factory, floor, planned["plan_id"], PlanStale, now=later)
+    _refused_without_writes(factory, floor, planned["plan_id"], PlanStale, max_age=dt.timedelta(seconds=0))
+
+
+def test_plan_of_another_tenant_is_refused(factory):
+    floor, _, planned = _corrupt_and_plan(factory, "orphan_token")
+    factory.add_tenant("studio")
+    reconcile.approve(factory.settings, planned["plan_id"], by="somchai")
+    other = dump_stores(floor) | {"studio": dump_stores(build_other(factory))}
+    with pytest.raises(PlanTenantMismatch):
+        reconcile.apply(factory.settings, planned["plan_id"], execute=True, tenant_code="studio")
+    assert dump_stores(floor) | {"studio": dump_stores(build_other(factory))} == other
+
+
+def build_other(factory):
+    from tests.floor import Floor
+
+    return Floor(factory, tenant_code="studio")
+
+
+# --------------------------------------------------------------------------- the guard
+def test_rows_fixed_or_changed_after_the_plan_are_skipped_not_overwritten(factory):
+    floor, expected, planned = _corrupt_and_plan(factory, "orphan_token")
+    reconcile.approve(factory.settings, planned["plan_id"], by="somchai")
+    fixed, changed, *rest = sorted(expected)
+    # someone fixes one row by hand, and an operator starts work on another
+    floor.tenant_sql("UPDATE flow_token SET status = 'scrapped', scrapped_at = CURRENT_TIMESTAMP WHERE id = :t",
+                     t=fixed)
+    floor.tenant_sql("UPDATE flow_token SET updated_at = :at WHERE id = :t",
+                     at=dt.datetime(2030, 1, 1, tzinfo=dt.timezone.utc), t=changed)
+    done = reconcile.apply(factory.settings, planned["plan_id"], execute=True)
+    outcomes = {r["key"]["token_id"]: (r["outcome"], r.get("reason")) for r in done["rows"]}
+    assert outcomes[fixed][0] == "skipped" and "no longer qualifies" in outcomes[fixed][1]
+    assert outcomes[changed][0] == "skipped" and "changed since the plan" in outcomes[changed][1]
+    assert {t for t, (o, _) in outcomes.items() if o == "applied"} == set(rest)
+    assert factory.scalar("SELECT status FROM flow_token WHERE id = :t", t=changed) == "ready"
+    assert done["skipped"] == 2
+    trail = reconcile.show(factory.settings, planned["plan_id"])["audit"]
+    assert sorted(a["outcome"] for a in trail) == ["applied"] * len(rest) + ["skipped"] * 2
+
+
+def test_max_rows_caps_a_run_and_the_next_run_continues(factory):
+    floor, expected, planned = _corrupt_and_plan(factory, "orphan_token")
+    reconcile.approve(factory.settings, planned["plan_id"], by="somchai")
+    first = reconcile.apply(factory.settings, planned["plan_id"], execute=True, max_rows=2, batch_size=1)
+    assert (first["applied"], first["remaining"]) == (2, len(expected) - 2)
+    second = reconcile.apply(factory.settings, planned["plan_id"], execute=True)
+    assert (second["applied"], second["already_done"], second["remaining"]) == (len(expected) - 2, 2, 0)
+    assert second["recheck"]["counts"]["orphan_token"] == 0
+
+
+def test_plan_is_read_only(factory):
+    floor = build_clean_floor(factory)
+    FAULTS["cancelled_job_not_clean"].apply(floor)
+    before = dump_stores(floor)
+    planned = reconcile.plan(factory.settings, floor.tenant_code)
+    assert dump_stores(floor) == before
+    assert planned["checks"] == list(__import__("checks").SPEC_ORDER)
+    # the fault leaves the job's live tokens orphaned too: both checks get their rows
+    assert {r["check"] for r in planned["rows"]} == {"cancelled_job_not_clean", "orphan_token"}
+    assert planned["guidance"] == []
+
+
+def test_metrics_count_applied_and_skipped_rows(factory):
+    from prometheus_client import generate_latest
+
+    from checks.metrics import registry_for
+
+    floor, expected, planned = _corrupt_and_plan(factory, "assignment_without_token")
+    reconcile.approve(factory.settings, planned["plan_id"], by="somchai")
+    skipped = sorted(expected)[0]
+    floor.tenant_sql("UPDATE token_assignment SET status = 'expired' WHERE id = :a", a=skipped)
+    reconcile.apply(factory.settings, planned["plan_id"], execute=True)
+    text = generate_latest(registry_for(factory.settings)).decode()
+    assert ('hatthasilpa_repairs_applied_total{action="expire_assignment",check="assignment_without_token",'
+            'tenant="atelier"} 1.0') in text
+    assert 'hatthasilpa_repair_rows_skipped_total{check="assignment_without_token",tenant="atelier"} 1.0' in text

@@ -200,6 +200,46 @@ def cmd_check_run(ctx: Context) -> dict:
     return data
 
 
+def cmd_repair_plan(ctx: Context) -> dict:
+    import reconcile
+    from reconcile import commands
+
+    a = ctx.args
+    data = reconcile.plan(ctx.settings, a.tenant, a.check, row_cap=a.row_cap, actor=ctx.actor)
+    ctx.text = commands.render_plan(data)
+    return data
+
+
+def cmd_repair_approve(ctx: Context) -> dict:
+    import reconcile
+    from reconcile import commands
+
+    a = ctx.args
+    data = reconcile.approve(ctx.settings, a.plan, by=a.by, plan_hash_seen=a.hash, tenant_code=a.tenant)
+    ctx.text = commands.render_approval(data)
+    return data
+
+
+def cmd_repair_apply(ctx: Context) -> dict:
+    import reconcile
+    from reconcile import commands
+
+    a = ctx.args
+    data = reconcile.apply(ctx.settings, a.plan, execute=a.execute, max_rows=a.max_rows, tenant_code=a.tenant,
+                           actor=ctx.actor, batch_size=a.batch_size)
+    ctx.text = commands.render_apply(data)
+    return data
+
+
+def cmd_repair_show(ctx: Context) -> dict:
+    import reconcile
+    from reconcile import commands
+
+    data = reconcile.show(ctx.settings, ctx.args.plan)
+    ctx.text = commands.render_show(data)
+    return data
+
+
 def cmd_demo(ctx: Context) -> dict:
     from . import demo
 
@@ -341,6 +381,34 @@ def build_parser() -> Parser:
                    help="exit 3 (CHECKS_FAILED) on a finding at or above this severity, or a check error")
     p.add_argument("--json", action="store_true", help="print the JSON envelope instead of a table")
     p.set_defaults(handler=cmd_check_run)
+
+    repair = sub.add_parser("repair", help="guarded repairs: plan, approve, apply").add_subparsers(
+        dest="repair_command", required=True, parser_class=Parser)
+    p = repair.add_parser("plan", help="turn a tenant's current findings into a plan (read-only)")
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--check", nargs="+", action="extend", help="check ids; default the whole catalogue")
+    p.add_argument("--row-cap", type=whole_number, default=1000, help="rows planned per check (default 1000)")
+    p.add_argument("--json", action="store_true", help="print the JSON envelope instead of a table")
+    p.set_defaults(handler=cmd_repair_plan)
+    p = repair.add_parser("approve", help="record who approved the plan's hash")
+    p.add_argument("plan")
+    p.add_argument("--by", required=True, help="the approver's name")
+    p.add_argument("--hash", help="the hash you reviewed; refused when it is not the plan's")
+    p.add_argument("--tenant", help="refuse when the plan is not this tenant's")
+    p.add_argument("--json", action="store_true", help="print the JSON envelope instead of text")
+    p.set_defaults(handler=cmd_repair_approve)
+    p = repair.add_parser("apply", help="apply an approved plan (a dry run unless --execute)")
+    p.add_argument("plan")
+    p.add_argument("--execute", action="store_true", help="write the changes; without it nothing is written")
+    p.add_argument("--max-rows", type=whole_number, help="apply at most N rows in this run")
+    p.add_argument("--batch-size", type=whole_number, default=100, help="rows per transaction (default 100)")
+    p.add_argument("--tenant", help="refuse when the plan is not this tenant's")
+    p.add_argument("--json", action="store_true", help="print the JSON envelope instead of a table")
+    p.set_defaults(handler=cmd_repair_apply)
+    p = repair.add_parser("show", help="a plan, its approvals and its audit trail")
+    p.add_argument("plan")
+    p.add_argument("--json", action="store_true", help="print the JSON envelope instead of text")
+    p.set_defaults(handler=cmd_repair_show)
 
     p = sub.add_parser("demo", help="build a demo factory on the configured stores")
     p.add_argument("--reset", action="store_true", help="delete the embedded SQLite demo files first")

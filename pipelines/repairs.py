@@ -37,7 +37,7 @@ def _rows_md(rows: list[dict], outcome: bool = False) -> str:
 
 
 class RepairPlanConfig(Config):
-    checks: Optional[List[str]] = None  # default: the checks whose latest findings are not zero
+    checks: Optional[List[str]] = None  # default: checks whose latest findings are not zero (else all)
     row_cap: int = 1000
 
 

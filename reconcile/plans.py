@@ -28,7 +28,7 @@ from lifecycle.schema import repair_approval, repair_plan
 from lifecycle.uow import as_utc, iso, utcnow
 
 from . import audit
-from .repairs import REPAIRS, guidance_for
+from .repairs import APPLY_ORDER, REPAIRS, guidance_for
 
 DEFAULT_ROW_CAP = 1000
 DEFAULT_MAX_AGE = dt.timedelta(hours=24)
@@ -61,7 +61,8 @@ def plan(settings: Settings, tenant_code: str, check_ids: list[str] | None = Non
     """Turn the tenant's current findings into a stored plan; writes only to the monitor store."""
     if not 0 < row_cap <= 100_000:
         raise ValidationError("the row cap must be between 1 and 100000")
-    checks = catalogue.select(check_ids)
+    selected = catalogue.select(check_ids)
+    checks = sorted(selected, key=lambda c: APPLY_ORDER.index(c.id) if c.id in APPLY_ORDER else len(APPLY_ORDER))
     code = registry.get_tenant(settings, tenant_code)["tenant_code"]
     rows, guidance, capped = [], [], []
     tenant_engine, core_engine = get_engine(settings.tenant_url(code)), get_engine(settings.core_url)
@@ -88,9 +89,9 @@ def plan(settings: Settings, tenant_code: str, check_ids: list[str] | None = Non
     ensure_migrated(settings.monitor_url)
     with get_engine(settings.monitor_url).begin() as conn:
         conn.execute(repair_plan.insert().values(
-            id=plan_id, tenant_code=code, checks=[c.id for c in checks], rows=rows, guidance=guidance,
+            id=plan_id, tenant_code=code, checks=[c.id for c in selected], rows=rows, guidance=guidance,
             hash=digest, row_cap=row_cap, created_by=actor, created_at=now or utcnow()))
-    return {"plan_id": plan_id, "tenant": code, "hash": digest, "checks": [c.id for c in checks],
+    return {"plan_id": plan_id, "tenant": code, "hash": digest, "checks": [c.id for c in selected],
             "rows": rows, "guidance": guidance, "capped_checks": capped, "row_cap": row_cap}
 
 

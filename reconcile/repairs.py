@@ -204,6 +204,14 @@ REPAIRS: dict[str, Repair] = {r.check: r for r in (
                      "or the tokens are wrong, then cancel (hard reset) and restart the job"),
 )}
 
+# The order a plan applies its rows in: the widest action first. A cancel's hard reset
+# settles its job's orphan tokens, sessions and assignments, so their own rows are then
+# skipped as no longer qualifying instead of leaving the job half reset.
+APPLY_ORDER = ("cancelled_job_not_clean", "multi_spawn_instance", "orphan_token", "scrapped_token_resurrected",
+               "duplicate_open_session", "session_on_dead_token", "session_without_assignment",
+               "assignment_without_token", "serial_missing_in_core", "serial_field_mismatch")
+assert sorted(APPLY_ORDER) == sorted(REPAIRS), "every repair has its place in APPLY_ORDER"
+
 GUIDANCE: dict[str, str] = {
     "mixed_token_states": "no automatic action: hard-reset the job (hatthasilpa job cancel), restore and start it "
                           "again",

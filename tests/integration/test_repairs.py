@@ -201,6 +201,19 @@ def test_plan_is_read_only(factory):
     assert planned["guidance"] == []
 
 
+def test_one_plan_settles_a_dirty_cancel_and_its_orphans(factory):
+    floor = build_clean_floor(factory)
+    FAULTS["cancelled_job_not_clean"].apply(floor)
+    planned = reconcile.plan(factory.settings, floor.tenant_code, ["orphan_token", "cancelled_job_not_clean"])
+    assert [r["check"] for r in planned["rows"]][0] == "cancelled_job_not_clean", "the hard reset goes first"
+    reconcile.approve(factory.settings, planned["plan_id"], by="somchai")
+    done = reconcile.apply(factory.settings, planned["plan_id"], execute=True)
+    assert done["recheck"]["counts"] == {"orphan_token": 0, "cancelled_job_not_clean": 0}
+    outcomes = {(r["check"], r["outcome"], r.get("reason")) for r in done["rows"]}
+    assert ("cancelled_job_not_clean", "applied", "cancel left live rows behind") in outcomes
+    assert {o for c, o, _ in outcomes if c == "orphan_token"} == {"skipped"}  # the hard reset scrapped them
+
+
 def test_metrics_count_applied_and_skipped_rows(factory):
     from prometheus_client import generate_latest
 

@@ -15,7 +15,8 @@ from dagster import Config, Failure, MetadataValue, OpExecutionContext, Output, 
 
 import reconcile
 from checks.store import latest_results
-from lifecycle.errors import ApprovalRequired, HatthasilpaError
+from lifecycle.errors import ApprovalRequired, HatthasilpaError, PlanHashMismatch
+from reconcile import plans
 
 from .partitions import TENANT_TAG, tenant_partitions
 from .resources import CoreDatabase, MonitorStore, TenantDatabases, store_settings
@@ -82,9 +83,6 @@ def apply_repair_plan(context: OpExecutionContext, config: RepairRunConfig, core
             reconcile.approve(settings, config.plan_id, by=config.approved_by, plan_hash_seen=config.plan_hash,
                               tenant_code=tenant)
         elif config.plan_hash:
-            from lifecycle.errors import PlanHashMismatch
-            from reconcile import plans
-
             if plans.load(settings, config.plan_id)["hash"] != config.plan_hash:
                 raise PlanHashMismatch(f"plan_hash is not the hash of plan {config.plan_id}",
                                        hint="review the plan again: hatthasilpa repair show PLAN")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from dagster import DagsterInstance, Failure
+from dagster import DagsterInstance
 
 import reconcile
 from checks import run_checks
@@ -20,7 +20,7 @@ def _run(job_name, stores, config, instance=None, partition_key=None, tags=None)
                                   partition_key=partition_key, tags=tags, raise_on_error=False)
 
 
-def _failure_code(result) -> str:
+def _failure_description(result) -> str:
     failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
     assert failures, "the run was expected to fail"
     return failures[0].step_failure_data.user_failure_data.description
@@ -51,14 +51,14 @@ def test_repair_job_refuses_without_approval_and_a_wrong_hash_then_applies(facto
 
     refused = _run("repair_job", factory, {"apply_repair_plan": {"config": {"plan_id": planned["plan_id"],
                                                                             "execute": True}}})
-    assert not refused.success and "APPROVAL_REQUIRED" in _failure_code(refused)
+    assert not refused.success and "APPROVAL_REQUIRED" in _failure_description(refused)
     wrong = _run("repair_job", factory, {"apply_repair_plan": {"config": {
         "plan_id": planned["plan_id"], "approved_by": "somchai", "plan_hash": "0" * 64, "execute": True}}})
-    assert not wrong.success and "PLAN_HASH_MISMATCH" in _failure_code(wrong)
+    assert not wrong.success and "PLAN_HASH_MISMATCH" in _failure_description(wrong)
     other = _run("repair_job", factory, {"apply_repair_plan": {"config": {
         "plan_id": planned["plan_id"], "approved_by": "somchai", "plan_hash": planned["hash"], "execute": True}}},
         tags={"hatthasilpa/tenant": "studio"})
-    assert not other.success and "PLAN_TENANT_MISMATCH" in _failure_code(other)
+    assert not other.success and "PLAN_TENANT_MISMATCH" in _failure_description(other)
     assert dump_stores(floor) == before
     assert reconcile.show(factory.settings, planned["plan_id"])["approvals"] == []
 

@@ -18,7 +18,7 @@ from lifecycle.errors import ApprovalRequired, PlanStale, PlanTenantMismatch
 from lifecycle.schema import core_serial_registry, repair_plan, serial_registry
 from reconcile.repairs import REPAIRS
 from tests.faults import FAULTS
-from tests.floor import build_clean_floor, checks_target_run, work_on
+from tests.floor import build_clean_floor, checks_target_run
 from tests.repair_support import dump_stores
 
 REPAIRABLE = sorted(REPAIRS)

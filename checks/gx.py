@@ -152,9 +152,11 @@ def _validate_tenant(context, tenant_code: str, url: str) -> list[CheckResult]:
     return results
 
 
-def run_suites(settings: Settings | None = None, tenants: list[str] | None = None, *,
-               site_dir: Path | str | None = None, record: bool = True) -> dict:
-    """Validate every suite on every tenant (all registered when None); store findings, build Data Docs."""
+def validate(settings: Settings | None = None, tenants: list[str] | None = None, *,
+             site_dir: Path | str | None = None, record: bool = True) -> tuple[RunReport, Path]:
+    """Validate every suite on every tenant (all registered when None); store findings, build Data Docs.
+
+    Returns the run's report and the Data Docs site folder."""
     settings = settings or checks_settings()
     codes = [registry.get_tenant(settings, t)["tenant_code"] for t in dict.fromkeys(tenants)] if tenants \
         else [t["tenant_code"] for t in registry.list_tenants(settings)]
@@ -176,6 +178,13 @@ def run_suites(settings: Settings | None = None, tenants: list[str] | None = Non
     if record:
         report.run_id = store.record_run(settings.monitor_url, report, trigger="gx",
                                          selection={"tenants": codes, "suites": list(SUITES)})
+    return report, site
+
+
+def run_suites(settings: Settings | None = None, tenants: list[str] | None = None, *,
+               site_dir: Path | str | None = None, record: bool = True) -> dict:
+    """``validate`` as a JSON-ready body, with the path of the Data Docs index."""
+    report, site = validate(settings, tenants, site_dir=site_dir, record=record)
     body = report.to_dict()
     body["data_docs"] = str((site / "index.html").resolve())
     return body

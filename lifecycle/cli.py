@@ -297,8 +297,8 @@ def build_parser() -> Parser:
         p = job.add_parser(action, help=f"{action} a job")
         p.add_argument("--tenant", required=True)
         p.add_argument("job")
-        if action != "show":
-            p.add_argument("--idempotency-key", help="a retry with the same key returns the first result")
+        p.add_argument("--idempotency-key", help="a retry with the same key returns the first result "
+                                                 "(accepted by show for symmetry: reading needs no key)")
         p.set_defaults(handler=cmd_job_action, action=action)
     p = job.add_parser("list", help="jobs of a tenant")
     p.add_argument("--tenant", required=True)

@@ -19,7 +19,9 @@ from .db import Settings, dispose_engines, get_engine
 from .errors import Conflict, ValidationError
 from .uow import TenantInfo, UnitOfWork, utcnow
 
-TENANTS = [("atelier", "Atelier Bangkok", False), ("sandbox", "QA sandbox", True)]
+TENANTS = [("atelier", "Atelier Bangkok", False), ("sandbox", "QA sandbox", True),
+           ("legacy", "Chiang Mai (legacy ERP import)", False)]
+LEGACY = "legacy"
 
 GRAPHS = {
     "tote": {"nodes": [{"code": "cut", "kind": "start"}, {"code": "stitch", "kind": "work"},
@@ -166,7 +168,44 @@ def build(settings: Settings, reset_first: bool = False, progress=None) -> dict:
         progress(f"demo: {number} jobs on {code}")
     relayed = outbox.relay(settings)
     progress(f"demo: {relayed['published']} serial events relayed to core")
+    for story in legacy_faults(settings):
+        progress(f"demo: legacy ERP fault on {LEGACY}: {story}")
     return summary(settings)
+
+
+def legacy_faults(settings: Settings) -> list[str]:
+    """Write into the ``legacy`` tenant what the old ERP's code paths wrote (seed §2), so the
+    monitor has something to find. Its database lacks our guard trigger, as a legacy one would."""
+    tenant = get_engine(settings.tenant_url(LEGACY))
+    core = get_engine(settings.core_url)
+
+    def jobs(status: str) -> list[str]:
+        with tenant.connect() as conn:
+            return list(conn.execute(sa.text("SELECT job_code FROM hatthasilpa_job WHERE status = :s "
+                                             "ORDER BY job_code"), {"s": status}).scalars())
+
+    in_progress, cancelled = jobs("in_progress"), jobs("cancelled")
+    stories = []
+    with tenant.begin() as conn:
+        drop = "DROP TRIGGER flow_token_scrapped_is_final"
+        conn.exec_driver_sql(drop + (" ON flow_token" if conn.dialect.name == "postgresql" else ""))
+        conn.execute(sa.text("UPDATE hatthasilpa_job SET status = 'cancelled' WHERE job_code = :j"),
+                     {"j": in_progress[0]})
+        stories.append(f"job {in_progress[0]} cancelled without the hard reset (orphan tokens)")
+        conn.execute(sa.text(
+            "UPDATE flow_token SET status = 'ready', scrapped_at = NULL WHERE id = (SELECT min(t.id) FROM flow_token t "
+            "JOIN hatthasilpa_job j ON j.id = t.job_id WHERE j.job_code = :j AND t.status = 'scrapped')"),
+            {"j": cancelled[0]})
+        stories.append(f"a scrapped token of {cancelled[0]} resurrected to ready")
+        conn.execute(sa.text(
+            "UPDATE token_assignment SET status = 'expired' WHERE id = (SELECT min(s.assignment_id) "
+            "FROM token_work_session s WHERE s.status IN ('active', 'paused'))"))
+        stories.append("an open session's assignment expired under it")
+        lost = conn.execute(sa.text("SELECT min(serial_code) FROM serial_registry WHERE status = 'completed'")).scalar()
+    with core.begin() as conn:
+        conn.execute(sa.text("DELETE FROM serial_registry WHERE serial_code = :c"), {"c": lost})
+    stories.append(f"core lost serial {lost}")
+    return stories
 
 
 def summary(settings: Settings) -> dict:

@@ -55,6 +55,13 @@ def _running_session_of(uow: UnitOfWork, operator_id: str) -> sa.Row | None:
         token_work_session.c.status == SessionStatus.ACTIVE.value)).first()
 
 
+def _require_operator_free(uow: UnitOfWork, operator_id: str) -> None:
+    """An operator holds at most one running session (the database's partial unique index agrees)."""
+    running = _running_session_of(uow, operator_id)
+    if running is not None:
+        raise _operator_busy(operator_id, running)
+
+
 def _operator_busy(operator_id: str, session: sa.Row | None) -> OperatorBusy:
     where = f" (session {session.id} on token {session.token_id})" if session is not None else ""
     return OperatorBusy(f"operator {operator_id} already has a running session{where}",
@@ -127,9 +134,7 @@ def start(uow: UnitOfWork, token_id: object, operator_id: str) -> dict:
     if assignment is not None and assignment.operator_id != operator_id:
         raise TokenBusy(f"token {token.id} is assigned elsewhere (assignment {assignment.id})",
                         hint="take a token assigned to you or an unassigned one from the work queue")
-    running = _running_session_of(uow, operator_id)
-    if running is not None:
-        raise _operator_busy(operator_id, running)
+    _require_operator_free(uow, operator_id)
     now = uow.now()
     try:
         with uow.conn.begin_nested():
@@ -168,9 +173,7 @@ def resume(uow: UnitOfWork, token_id: object, operator_id: str, locked: tuple | 
     session = _owned_open_session(uow, token, operator_id, "resume")
     if session.status != SessionStatus.PAUSED.value:
         raise InvalidTransition(f"session {session.id} is not paused", hint="only a paused session can be resumed")
-    running = _running_session_of(uow, operator_id)
-    if running is not None:
-        raise _operator_busy(operator_id, running)
+    _require_operator_free(uow, operator_id)
     now = uow.now()
     try:
         with uow.conn.begin_nested():

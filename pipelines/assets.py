@@ -2,11 +2,11 @@
 
 from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
-from checks import metrics
+from checks import gx, metrics
 from checks.runner import run_checks
 from lifecycle.errors import HatthasilpaError
 
-from .checks import INTEGRITY_CHECKS, RECONCILIATION_CHECKS, check_result, specs
+from .checks import GX_SPECS, INTEGRITY_CHECKS, RECONCILIATION_CHECKS, check_result, gx_check_name, specs
 from .partitions import tenant_partitions
 from .resources import CoreDatabase, MonitorStore, Pushgateway, TenantDatabases, store_settings
 
@@ -58,4 +58,21 @@ def serial_reconciliation(context: AssetExecutionContext, core_db: CoreDatabase,
     return run_catalogue(context, RECONCILIATION_CHECKS, core_db, tenant_dbs, monitor_store, pushgateway)
 
 
-MONITOR_ASSETS = [integrity_findings, serial_reconciliation]
+@asset(partitions_def=tenant_partitions, check_specs=GX_SPECS, group_name="integrity", kinds={"sql"})
+def gx_validation(context: AssetExecutionContext, core_db: CoreDatabase, tenant_dbs: TenantDatabases,
+                  monitor_store: MonitorStore) -> MaterializeResult:
+    """Great Expectations suites of every tenant table, with Data Docs under var/gx."""
+    settings = store_settings(core_db, tenant_dbs, monitor_store)
+    try:
+        report, site = gx.validate(settings, [context.partition_key])
+    except HatthasilpaError as exc:
+        raise Failure(description=f"{exc.code}: {exc.message}", metadata={"hint": exc.hint or ""}) from exc
+    return MaterializeResult(
+        metadata={"run_id": report.run_id, "violations": sum(r.count for r in report.results),
+                  "errors": sum(1 for r in report.results if r.error),
+                  "data_docs": MetadataValue.path(str((site / "index.html").resolve())),
+                  "findings": MetadataValue.md(findings_table(report.results))},
+        check_results=[check_result(r, gx_check_name(r.check.removeprefix(gx.GX_PREFIX))) for r in report.results])
+
+
+MONITOR_ASSETS = [integrity_findings, serial_reconciliation, gx_validation]

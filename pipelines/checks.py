@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
 
-from checks import catalogue
+from checks import catalogue, gx
 from checks.model import Check, Scope, Severity
 
 INTEGRITY_CHECKS: list[Check] = [c for c in catalogue.all_checks() if c.scope == Scope.TENANT]
@@ -21,12 +21,22 @@ DAGSTER_SEVERITY = {
 }
 
 
+def gx_check_name(table: str) -> str:
+    """The asset check of a Great Expectations suite (Dagster names allow no dot)."""
+    return f"gx_{table}"
+
+
+GX_SPECS = [AssetCheckSpec(name=gx_check_name(table), asset=AssetKey("gx_validation"),
+                           description=f"[{gx.SEVERITY}] Great Expectations suite of {table}")
+            for table in gx.SUITES]
+
+
 def specs(asset: str, checks: list[Check]) -> list[AssetCheckSpec]:
     return [AssetCheckSpec(name=c.id, asset=AssetKey(asset),
                            description=f"[{c.severity.value}] {c.description}") for c in checks]
 
 
-def check_result(result) -> AssetCheckResult:
+def check_result(result, check_name: str | None = None) -> AssetCheckResult:
     """A catalogue ``CheckResult`` as a Dagster check result (count and sample as metadata)."""
     metadata = {
         "count": MetadataValue.int(result.count),
@@ -37,5 +47,5 @@ def check_result(result) -> AssetCheckResult:
     }
     if result.error:
         metadata["error"] = MetadataValue.text(result.error)
-    return AssetCheckResult(check_name=result.check, passed=result.error is None and result.count == 0,
+    return AssetCheckResult(check_name=check_name or result.check, passed=result.error is None and result.count == 0,
                             severity=DAGSTER_SEVERITY[result.severity], metadata=metadata)

@@ -1,6 +1,10 @@
-"""Jobs: one per monitor asset; partitioned by tenant, like the assets they select."""
+"""Jobs: one per monitor asset (partitioned by tenant, like the assets they select), and the outbox relay."""
 
-from dagster import AssetSelection, define_asset_job
+from dagster import AssetSelection, OpExecutionContext, Output, define_asset_job, job, op
+
+from lifecycle import outbox
+
+from .resources import CoreDatabase, MonitorStore, TenantDatabases, store_settings
 
 integrity_job = define_asset_job(
     "integrity_job", selection=AssetSelection.assets("integrity_findings"),
@@ -10,4 +14,22 @@ reconciliation_job = define_asset_job(
     "reconciliation_job", selection=AssetSelection.assets("serial_reconciliation"),
     description="Reconcile one tenant's serials with the core registry.")
 
-MONITOR_JOBS = [integrity_job, reconciliation_job]
+gx_job = define_asset_job(
+    "gx_job", selection=AssetSelection.assets("gx_validation"),
+    description="Validate one tenant's tables with the Great Expectations suites.")
+
+
+@op(description="Publish every tenant's pending serial outbox events to the core registry.")
+def relay_serial_outbox(context: OpExecutionContext, core_db: CoreDatabase, tenant_dbs: TenantDatabases,
+                        monitor_store: MonitorStore):
+    summary = outbox.relay(store_settings(core_db, tenant_dbs, monitor_store), None, progress=context.log.info)
+    yield Output(summary, metadata={"published": summary["published"], "failed": summary["failed"],
+                                    "parked": summary["parked"], "seconds": summary["seconds"]})
+
+
+@job(description="Relay the serial outbox of every tenant to core (several relays may run at once).")
+def outbox_relay_job():
+    relay_serial_outbox()
+
+
+MONITOR_JOBS = [integrity_job, reconciliation_job, gx_job, outbox_relay_job]

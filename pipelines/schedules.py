@@ -1,8 +1,9 @@
-"""Schedules: fast checks every 15 minutes, reconciliation hourly; one run per tenant."""
+"""Schedules: fast checks every 15 minutes, reconciliation hourly, GX nightly (one run per tenant),
+and the outbox relay every minute."""
 
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
 
-from .jobs import integrity_job, reconciliation_job
+from .jobs import gx_job, integrity_job, outbox_relay_job, reconciliation_job
 from .partitions import TENANT_PARTITIONS_NAME, TENANT_TAG
 
 
@@ -23,4 +24,16 @@ def reconciliation_schedule(context: ScheduleEvaluationContext):
     yield from tenant_run_requests(context)
 
 
-SCHEDULES = [integrity_schedule, reconciliation_schedule]
+@schedule(job=gx_job, cron_schedule="30 2 * * *", execution_timezone="UTC",
+          default_status=DefaultScheduleStatus.RUNNING)
+def gx_schedule(context: ScheduleEvaluationContext):
+    yield from tenant_run_requests(context)
+
+
+@schedule(job=outbox_relay_job, cron_schedule="* * * * *", execution_timezone="UTC",
+          default_status=DefaultScheduleStatus.RUNNING)
+def outbox_relay_schedule(context: ScheduleEvaluationContext):
+    return RunRequest()
+
+
+SCHEDULES = [integrity_schedule, reconciliation_schedule, gx_schedule, outbox_relay_schedule]

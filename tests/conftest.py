@@ -142,6 +142,7 @@ def sqlite_stores(tmp_path, monkeypatch, request):
 
 
 def _stores(backend, tmp_path, monkeypatch, request):
+    monkeypatch.setenv("HATTHASILPA_GX_DOCS_DIR", str(tmp_path / "gx"))  # GX Data Docs stay in the test's folder
     if backend == "sqlite":
         settings = Settings(core_url=f"sqlite:///{tmp_path}/core.db",
                             tenant_url_template=f"sqlite:///{tmp_path}/tenant_{{tenant}}.db",

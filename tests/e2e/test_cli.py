@@ -78,6 +78,7 @@ def test_every_command_prints_one_envelope_on_success_and_failure(stores, tmp_pa
         (3, ["job", "create", "--tenant", "atelier", "--code", "J1", "--sku", "S", "--quantity", 2, "--graph", "bag"]),
         (2, ["job", "create", "--tenant", "atelier", "--code", "J2", "--sku", "S", "--quantity", "x", "--graph", "bag"]),
         (0, ["job", "show", "--tenant", "atelier", "J1"]),
+        (0, ["job", "show", "--tenant", "atelier", "J1", "--idempotency-key", "read-1"]),
         (0, ["job", "list", "--tenant", "atelier"]),
         (3, ["token", "spawn", "--tenant", "atelier", "J1"]),
         (0, ["job", "start", "--tenant", "atelier", "J1", "--idempotency-key", "k"]),

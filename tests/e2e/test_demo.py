@@ -18,11 +18,17 @@ def test_demo_builds_a_factory_with_jobs_in_every_state(tmp_path):
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)["data"]
-    assert [t["tenant"] for t in data["tenants"]] == ["atelier", "sandbox"]
+    assert [t["tenant"] for t in data["tenants"]] == ["atelier", "legacy", "sandbox"]
     for tenant in data["tenants"]:
         assert set(tenant["jobs"]) == {"planned", "in_progress", "completed", "cancelled", "archived"}
         assert set(tenant["tokens"]) >= {"ready", "paused", "completed", "scrapped"}
         assert tenant["sessions"]["closed"] > 0 and tenant["work_queue"] > 0
+    # The monitoring plan ran through Dagster on every tenant: only the legacy tenant's faults show.
+    failing = {(f["tenant"], f["check"]) for f in data["findings"] if not f["passed"]}
+    assert {tenant for tenant, _ in failing} == {"legacy"}
+    assert {"orphan_token", "scrapped_token_resurrected", "session_without_assignment",
+            "serial_missing_in_core"} <= {check for _, check in failing}
+    assert {f["tenant"] for f in data["findings"]} == {"atelier", "legacy", "sandbox"}
     assert (tmp_path / "var" / "core.db").exists() and (tmp_path / "var" / "tenant_atelier.db").exists()
     # Without --reset a second run refuses rather than piling a second factory on the first.
     again = subprocess.run([EXE, "demo"], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
@@ -30,6 +36,8 @@ def test_demo_builds_a_factory_with_jobs_in_every_state(tmp_path):
     summary = subprocess.run([EXE, "demo", "--reset", "--summary"], cwd=tmp_path, env=_env(), capture_output=True,
                              text=True, timeout=300)
     assert summary.returncode == 0 and "tenant atelier (production tenant)" in summary.stdout
+    assert "legacy     orphan_token" in summary.stdout and "VIOLATION" in summary.stdout
+    assert "dagster dev" in summary.stdout and "/metrics" in summary.stdout
 
 
 def test_demo_reset_refuses_a_non_sqlite_store(tmp_path):

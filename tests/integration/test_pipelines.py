@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import sqlalchemy as sa
+from prometheus_client import generate_latest
 from dagster import (
     DagsterInstance,
+    RunRequest,
     Definitions,
     SensorResult,
     SkipReason,
@@ -14,13 +16,14 @@ from dagster import (
     materialize,
 )
 
-from checks import catalogue
+from checks import catalogue, gx, metrics
 from lifecycle.db import get_engine
-from pipelines.assets import MONITOR_ASSETS
+from pipelines.assets import MONITOR_ASSETS, integrity_findings
 from pipelines.definitions import defs
 from pipelines.partitions import TENANT_TAG
 from pipelines.resources import CoreDatabase, MonitorStore, Pushgateway, TenantDatabases
-from pipelines.schedules import integrity_schedule, reconciliation_schedule
+from pipelines.jobs import outbox_relay_job
+from pipelines.schedules import gx_schedule, integrity_schedule, outbox_relay_schedule, reconciliation_schedule
 from pipelines.sensors import tenant_partitions_sensor
 
 
@@ -39,7 +42,9 @@ def test_definitions_load_and_resolve_every_job_schedule_and_sensor():
     assert {s.name for s in repo.schedule_defs} >= {"integrity_schedule", "reconciliation_schedule"}
     assert {s.name for s in repo.sensor_defs} >= {"tenant_partitions_sensor"}
     check_names = {key.name for asset in MONITOR_ASSETS for key in asset.check_keys}
-    assert check_names == {c.id for c in catalogue.all_checks()}
+    assert check_names == {c.id for c in catalogue.all_checks()} | {f"gx_{table}" for table in gx.SUITES}
+    assert {j.name for j in repo.get_all_jobs()} >= {"integrity_job", "reconciliation_job", "gx_job",
+                                                     "outbox_relay_job"}
 
 
 def orphan_token_fault(stores, tenant):
@@ -65,6 +70,8 @@ def test_materialize_two_tenant_partitions_matches_check_run(factory, tmp_path):
                              resources=resources_for(factory))
         assert result.success
         evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+        assert {f"gx_{table}" for table in gx.SUITES} <= set(evaluations)
+        evaluations = {name: e for name, e in evaluations.items() if not name.startswith("gx_")}
         assert set(evaluations) == {c.id for c in catalogue.all_checks()}
         cli = factory.ok("check", "run", "--tenant", tenant, "--json")["results"]
         assert {r["check"]: r["count"] for r in cli} == \
@@ -78,7 +85,7 @@ def test_materialize_two_tenant_partitions_matches_check_run(factory, tmp_path):
 def test_schedules_request_one_run_per_tenant_partition():
     with instance_for_test() as instance:
         instance.add_dynamic_partitions("tenant", ["atelier", "second"])
-        for schedule in (integrity_schedule, reconciliation_schedule):
+        for schedule in (integrity_schedule, reconciliation_schedule, gx_schedule):
             requests = list(schedule(build_schedule_context(instance=instance)))
             assert [(r.partition_key, r.tags[TENANT_TAG]) for r in requests] == [("atelier", "atelier"),
                                                                                ("second", "second")]
@@ -102,3 +109,34 @@ def test_tenant_sensor_adds_and_removes_partitions(stores):
     result = tenant_partitions_sensor(build_sensor_context(instance=instance, resources=resources_for(stores)))
     (delete,) = result.dynamic_partitions_requests
     assert list(delete.partition_keys) == ["second"]
+
+
+def test_outbox_relay_job_publishes_pending_serials_to_core(factory):
+    factory.ok("job", "create", "--tenant", "atelier", "--code", "J1", "--sku", "TOTE", "--quantity", 3,
+               "--graph", "bag")
+    serials = factory.ok("job", "start", "--tenant", "atelier", "J1")["serials"]
+    with instance_for_test() as instance:
+        request = outbox_relay_schedule(build_schedule_context(instance=instance))
+        assert isinstance(request, RunRequest) and request.partition_key is None
+        result = outbox_relay_job.execute_in_process(instance=instance, resources=resources_for(factory))
+    assert result.success
+    assert result.output_for_node("relay_serial_outbox")["published"] == 3
+    with get_engine(factory.settings.core_url).connect() as conn:
+        core = conn.execute(sa.text("SELECT serial_code FROM serial_registry ORDER BY serial_code")).scalars().all()
+    assert core == sorted(serials)
+
+
+def test_metrics_show_the_violations_a_materialization_found(factory):
+    factory.ok("job", "create", "--tenant", "atelier", "--code", "J1", "--sku", "TOTE", "--quantity", 3,
+               "--graph", "bag")
+    factory.ok("job", "start", "--tenant", "atelier", "J1")
+    orphan_token_fault(factory, "atelier")
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("tenant", ["atelier"])
+        assert materialize([integrity_findings], partition_key="atelier", instance=instance,
+                           resources=resources_for(factory)).success
+    text = generate_latest(metrics.registry_for(factory.settings)).decode()
+    assert 'hatthasilpa_integrity_violations{check="orphan_token",severity="critical",tenant="atelier"} 3.0' in text
+    assert 'hatthasilpa_integrity_violations{check="duplicate_open_session",severity="critical",tenant="atelier"} 0.0' \
+        in text
+    assert "token_id" not in text and "J1" not in text

@@ -13,7 +13,8 @@ MULTI_SPAWN_INSTANCE = Check(
     id="multi_spawn_instance",
     family=Family.INSTANCES,
     severity=Severity.CRITICAL,
-    description="active instance with more than one spawn cycle, or more live tokens than the job quantity",
+    description="active instance with more than one spawn cycle, or more live tokens than the job quantity "
+                "(a cycle whose tokens a repair scrapped no longer counts)",
     keys=("instance_id",),
     sql="""
 SELECT x.instance_id, x.job_id, x.quantity, x.spawn_cycles, x.live_tokens,
@@ -21,7 +22,9 @@ SELECT x.instance_id, x.job_id, x.quantity, x.spawn_cycles, x.live_tokens,
             ELSE 'more live tokens than the job quantity' END AS reason
 FROM (
     SELECT i.id AS instance_id, i.job_id AS job_id, j.quantity AS quantity,
-           (SELECT count(*) FROM token_spawn s WHERE s.instance_id = i.id) AS spawn_cycles,
+           (SELECT count(*) FROM token_spawn s WHERE s.instance_id = i.id
+              AND EXISTS (SELECT 1 FROM flow_token t WHERE t.spawn_id = s.id AND t.status <> 'scrapped'))
+               AS spawn_cycles,
            (SELECT count(*) FROM flow_token t
              WHERE t.instance_id = i.id AND t.status IN ('ready', 'active', 'paused')) AS live_tokens
     FROM job_graph_instance i

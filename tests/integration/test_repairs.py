@@ -24,11 +24,6 @@ from tests.repair_support import dump_stores
 REPAIRABLE = sorted(REPAIRS)
 # findings of a repairable check that have no safe action (left with guidance)
 GUIDANCE_ONLY = {"session_without_assignment": lambda floor: {floor.ids["r3_closed_session"]}}
-# The check counts spawn cycles, which are history: scrapping the surplus set removes the
-# hazard (twice the pieces on the floor) but the instance keeps its second cycle, so the
-# check keeps reporting it, now beside scrapped tokens; the runbook's procedure (cancel,
-# restore, start) finishes it. The test proves the surplus is gone instead.
-RESIDUAL = {"multi_spawn_instance"}
 
 
 def _plan_keys(rows, check):
@@ -67,13 +62,9 @@ def test_corrupt_plan_approve_dry_run_execute(factory, check):
     done = reconcile.apply(factory.settings, planned["plan_id"], execute=True, actor="somchai")
     assert done["applied"] == len(planned["rows"]) and done["skipped"] == 0
     left = checks_target_run(floor, [check], now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))[check]
-    if check in RESIDUAL:
-        assert [(r["reason"], r["live_tokens"]) for r in left.sample] == [("spawned 2 times", r["quantity"])
-                                                                          for r in left.sample]
-    else:
-        assert done["recheck"]["counts"][check] == len(guidance_only)
-        # an hour on, past every grace period, none of the repaired rows comes back
-        assert {r[get(check).keys[0]] for r in left.sample} & expected == guidance_only
+    assert done["recheck"]["counts"][check] == len(guidance_only)
+    # an hour on, past every grace period, none of the repaired rows comes back
+    assert {r[get(check).keys[0]] for r in left.sample} & expected == guidance_only
 
     trail = reconcile.show(factory.settings, planned["plan_id"])["audit"]
     assert sorted(a["seq"] for a in trail) == [r["seq"] for r in planned["rows"]]

@@ -7,6 +7,8 @@ updating line on a terminal), so stdout stays a table or exactly one JSON object
 
 from __future__ import annotations
 
+import os
+
 import sys
 import textwrap
 
@@ -76,6 +78,13 @@ def run(tenants: list[str] | None, check_ids: list[str] | None, *, fast_only: bo
         data["gx"] = {k: v for k, v in gx_report.items() if k != "results"}
         data["violations"] = sum(r["count"] for r in data["results"])
         data["errors"] = sum(1 for r in data["results"] if r["error"])
+    gateway = os.environ.get("HATTHASILPA_PUSHGATEWAY_URL")
+    if gateway:  # SPEC §8: a run also pushes its tenants' metrics
+        from . import metrics
+
+        for tenant in data["tenants"]:
+            metrics.push(settings, gateway, tenant)
+        data["pushed_to"] = gateway
     if fail_on is not None:
         _fail_on(data, Severity(fail_on))
     return data

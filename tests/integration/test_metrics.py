@@ -7,6 +7,7 @@ import threading
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -75,9 +76,9 @@ def test_metrics_endpoint_serves_last_results_without_per_row_labels(stores):
     assert not any("nok" in str(pairs) or "7" == v for (_, pairs) in samples for _, v in pairs)
 
 
-def test_pushadd_reaches_a_pushgateway_grouped_by_tenant(stores):
-    stores.add_tenant("atelier")
-    record(stores, "atelier", "orphan_token", "critical", 3)
+@pytest.fixture
+def pushgateway():
+    """A real HTTP receiver on loopback that records what a Pushgateway would be sent."""
     received = []
 
     class Receiver(BaseHTTPRequestHandler):
@@ -93,15 +94,32 @@ def test_pushadd_reaches_a_pushgateway_grouped_by_tenant(stores):
     server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    try:
-        metrics.push(stores.settings, f"127.0.0.1:{server.server_port}", "atelier")
-    finally:
-        server.shutdown()
-        thread.join(10)
+    yield f"127.0.0.1:{server.server_port}", received
+    server.shutdown()
+    thread.join(10)
+
+
+def test_pushadd_reaches_a_pushgateway_grouped_by_tenant(stores, pushgateway):
+    stores.add_tenant("atelier")
+    record(stores, "atelier", "orphan_token", "critical", 3)
+    address, received = pushgateway
+    metrics.push(stores.settings, address, "atelier")
     assert len(received) == 1
     method, path, body = received[0]
     assert method == "POST" and path == "/metrics/job/hatthasilpa_integrity/tenant/atelier"
     assert 'hatthasilpa_integrity_violations{check="orphan_token",severity="critical",tenant="atelier"} 3.0' in body
+
+
+def test_check_run_pushes_each_tenant_when_a_pushgateway_is_configured(stores, pushgateway, monkeypatch):
+    stores.add_tenant("atelier")
+    stores.add_tenant("second")
+    address, received = pushgateway
+    monkeypatch.setenv("HATTHASILPA_PUSHGATEWAY_URL", address)
+    data = stores.ok("check", "run", "--check", "orphan_token", "--json")
+    assert data["pushed_to"] == address
+    assert sorted(path for _, path, _ in received) == ["/metrics/job/hatthasilpa_integrity/tenant/atelier",
+                                                        "/metrics/job/hatthasilpa_integrity/tenant/second"]
+    assert all('check="orphan_token"' in body for _, _, body in received)
 
 
 def test_metrics_serve_refuses_a_busy_port(stores):

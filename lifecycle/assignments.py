@@ -57,22 +57,23 @@ def _close(uow: UnitOfWork, which, reason: str) -> list[int]:
 
 
 def expire_active_assignments(uow: UnitOfWork, token_ids: list[int]) -> list[int]:
+    """Expire every active assignment of the tokens; return the expired ids."""
     if not token_ids:
         return []
-    return sorted(uow.conn.execute(
-        token_assignment.update()
-        .where(token_assignment.c.token_id.in_(token_ids), token_assignment.c.status == AssignmentStatus.ACTIVE.value)
-        .values(status=AssignmentStatus.EXPIRED.value, updated_at=uow.now())
-        .returning(token_assignment.c.id)).scalars())
+    return _expire(uow, token_assignment.c.token_id.in_(token_ids))
 
 
 def expire_assignments(uow: UnitOfWork, assignment_ids: list[int]) -> list[int]:
     """Expire exactly these assignments, those still active; return the expired ids."""
     if not assignment_ids:
         return []
+    return _expire(uow, token_assignment.c.id.in_(assignment_ids))
+
+
+def _expire(uow: UnitOfWork, which) -> list[int]:
     return sorted(uow.conn.execute(
         token_assignment.update()
-        .where(token_assignment.c.id.in_(assignment_ids), token_assignment.c.status == AssignmentStatus.ACTIVE.value)
+        .where(which, token_assignment.c.status == AssignmentStatus.ACTIVE.value)
         .values(status=AssignmentStatus.EXPIRED.value, updated_at=uow.now())
         .returning(token_assignment.c.id)).scalars())
 

@@ -1,12 +1,13 @@
 """Monitor assets, one partition per tenant: they run the catalogue and write the monitor store."""
 
-from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from checks import gx, metrics
 from checks.runner import run_checks
 from lifecycle.errors import HatthasilpaError
 
 from .checks import GX_SPECS, INTEGRITY_CHECKS, RECONCILIATION_CHECKS, check_result, gx_check_name, specs
+from .errors import as_failure
 from .partitions import tenant_partitions
 from .resources import CoreDatabase, MonitorStore, Pushgateway, TenantDatabases, store_settings
 
@@ -28,7 +29,7 @@ def run_catalogue(context: AssetExecutionContext, checks, core_db, tenant_dbs, m
     try:
         report = run_checks(settings, tenants=[tenant], checks=checks, trigger="dagster", progress=progress)
     except HatthasilpaError as exc:
-        raise Failure(description=f"{exc.code}: {exc.message}", metadata={"hint": exc.hint or ""}) from exc
+        raise as_failure(exc) from exc
     gateway = pushgateway.resolved_url()
     if gateway:
         try:
@@ -66,7 +67,7 @@ def gx_validation(context: AssetExecutionContext, core_db: CoreDatabase, tenant_
     try:
         report, site = gx.validate(settings, [context.partition_key])
     except HatthasilpaError as exc:
-        raise Failure(description=f"{exc.code}: {exc.message}", metadata={"hint": exc.hint or ""}) from exc
+        raise as_failure(exc) from exc
     return MaterializeResult(
         metadata={"run_id": report.run_id, "violations": sum(r.count for r in report.results),
                   "errors": sum(1 for r in report.results if r.error),

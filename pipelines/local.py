@@ -14,17 +14,14 @@ from lifecycle.db import Settings
 
 from .assets import MONITOR_ASSETS
 from .partitions import TENANT_PARTITIONS_NAME
-from .resources import CoreDatabase, MonitorStore, Pushgateway, TenantDatabases
+from .resources import resources_for
 
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def run_monitoring_plan(settings: Settings, progress=None) -> list[dict]:
-    resources = {"core_db": CoreDatabase(url=settings.core_url),
-                 "tenant_dbs": TenantDatabases(url_template=settings.tenant_url_template),
-                 "monitor_store": MonitorStore(url=settings.monitor_url),
-                 "pushgateway": Pushgateway()}
+    resources = resources_for(settings)
     tenants = [t["tenant_code"] for t in registry.list_tenants(settings)]
     rows: list[dict] = []
     with DagsterInstance.ephemeral() as instance:

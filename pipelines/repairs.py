@@ -11,19 +11,16 @@ PLAN_TENANT_MISMATCH); nothing is written then.
 
 from typing import List, Optional
 
-from dagster import Config, Failure, MetadataValue, OpExecutionContext, Output, job, op
+from dagster import Config, MetadataValue, OpExecutionContext, Output, job, op
 
 import reconcile
 from checks.store import latest_results
 from lifecycle.errors import ApprovalRequired, HatthasilpaError, PlanHashMismatch
 from reconcile import plans
 
+from .errors import as_failure
 from .partitions import TENANT_TAG, tenant_partitions
 from .resources import CoreDatabase, MonitorStore, TenantDatabases, store_settings
-
-
-def _failure(exc: HatthasilpaError) -> Failure:
-    return Failure(description=f"{exc.code}: {exc.message}", metadata={"code": exc.code, "hint": exc.hint or ""})
 
 
 def _rows_md(rows: list[dict], outcome: bool = False) -> str:
@@ -52,7 +49,7 @@ def repair_plan(context: OpExecutionContext, config: RepairPlanConfig, core_db: 
     try:
         planned = reconcile.plan(settings, tenant, checks or None, row_cap=config.row_cap, actor="dagster")
     except HatthasilpaError as exc:
-        raise _failure(exc) from exc
+        raise as_failure(exc) from exc
     guidance = "\n".join(f"- {g['check']} {g['key']}: {g['guidance']}" for g in planned["guidance"]) or "none"
     return Output(planned["plan_id"], metadata={
         "plan_id": planned["plan_id"], "tenant": tenant, "hash": planned["hash"], "rows": len(planned["rows"]),
@@ -89,7 +86,7 @@ def apply_repair_plan(context: OpExecutionContext, config: RepairRunConfig, core
         report = reconcile.apply(settings, config.plan_id, execute=config.execute, max_rows=config.max_rows,
                                  tenant_code=tenant, actor=config.approved_by or "dagster")
     except HatthasilpaError as exc:
-        raise _failure(exc) from exc
+        raise as_failure(exc) from exc
     counts = {k: report.get(k, 0) for k in ("applied", "skipped", "would_apply", "would_skip", "already_done",
                                             "remaining")}
     return Output(report["plan_id"], metadata={

@@ -63,6 +63,14 @@ def store_settings(core: CoreDatabase, tenants: TenantDatabases, monitor: Monito
                     monitor_url=monitor.resolved_url() or defaults.monitor_url)
 
 
+def resources_for(settings: Settings) -> dict:
+    """The resources pinned to explicit store URLs (local runs, tests); no Pushgateway."""
+    return {"core_db": CoreDatabase(url=settings.core_url),
+            "tenant_dbs": TenantDatabases(url_template=settings.tenant_url_template),
+            "monitor_store": MonitorStore(url=settings.monitor_url),
+            "pushgateway": Pushgateway()}
+
+
 RESOURCES = {
     "core_db": CoreDatabase(),
     "tenant_dbs": TenantDatabases(),

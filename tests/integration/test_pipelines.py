@@ -21,17 +21,14 @@ from lifecycle.db import get_engine
 from pipelines.assets import MONITOR_ASSETS, integrity_findings
 from pipelines.definitions import defs
 from pipelines.partitions import TENANT_TAG
-from pipelines.resources import CoreDatabase, MonitorStore, Pushgateway, TenantDatabases
+from pipelines.resources import resources_for as pipeline_resources
 from pipelines.jobs import outbox_relay_job
 from pipelines.schedules import gx_schedule, integrity_schedule, outbox_relay_schedule, reconciliation_schedule
 from pipelines.sensors import tenant_partitions_sensor
 
 
 def resources_for(stores):
-    return {"core_db": CoreDatabase(url=stores.settings.core_url),
-            "tenant_dbs": TenantDatabases(url_template=stores.settings.tenant_url_template),
-            "monitor_store": MonitorStore(url=stores.settings.monitor_url),
-            "pushgateway": Pushgateway()}
+    return pipeline_resources(stores.settings)
 
 
 def test_definitions_load_and_resolve_every_job_schedule_and_sensor():

@@ -2,38 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
 import pytest
 
 from lifecycle import services
-from lifecycle.errors import HatthasilpaError
-
-
-def run_concurrently(fns):
-    """Release every callable at once from a barrier; return (results, errors) in order."""
-    barrier = threading.Barrier(len(fns))
-
-    def call(fn):
-        barrier.wait()
-        try:
-            return fn(), None
-        except HatthasilpaError as exc:
-            return None, exc
-
-    with ThreadPoolExecutor(max_workers=len(fns)) as pool:
-        outcomes = list(pool.map(call, fns))
-    return [r for r, _ in outcomes], [e for _, e in outcomes]
-
-
-def use_case(stores, fn, job_code, **kwargs):
-    def call():
-        with stores.uow() as uow:
-            result = fn(uow, job_code, **kwargs)
-            uow.commit()
-            return result
-    return call
+from tests.racing import in_uow as use_case
+from tests.racing import run_concurrently
 
 
 def new_job(stores, code, quantity=5):

@@ -11,7 +11,8 @@ from lifecycle import serials, services
 from lifecycle.db import get_engine
 from lifecycle.errors import InvalidTransition
 from tests.conftest import LINEAR_GRAPH
-from tests.integration.test_races import run_concurrently, use_case
+from tests.racing import in_uow as use_case
+from tests.racing import run_concurrently
 
 FLAG = "FF_SERIAL_STD_HAT"
 

@@ -2,60 +2,13 @@
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-
-import pytest
-
 from lifecycle import assignments, services, sessions
-from lifecycle.errors import HatthasilpaError
+from tests.racing import error_codes, in_uow, run_concurrently
 
 
-class Racer:
-    """A pool of threads released together by a barrier, reused across rounds."""
-
-    def __init__(self, width: int) -> None:
-        self.width = width
-        self.pool = ThreadPoolExecutor(max_workers=width)
-
-    def race(self, fns):
-        assert len(fns) == self.width
-        barrier = threading.Barrier(self.width)
-
-        def call(fn):
-            barrier.wait()
-            try:
-                return fn(), None
-            except HatthasilpaError as exc:
-                return None, exc.code
-
-        outcomes = list(self.pool.map(call, fns))
-        return [r for r, _ in outcomes], [e for _, e in outcomes]
-
-    def close(self):
-        self.pool.shutdown()
-
-
-@pytest.fixture
-def racer(request):
-    pools = []
-
-    def make(width):
-        pools.append(Racer(width))
-        return pools[-1]
-
-    yield make
-    for pool in pools:
-        pool.close()
-
-
-def in_uow(stores, fn, *args):
-    def call():
-        with stores.uow() as uow:
-            result = fn(uow, *args)
-            uow.commit()
-            return result
-    return call
+def race(fns):
+    results, errors = run_concurrently(fns)
+    return results, error_codes(errors)
 
 
 def started(stores, code, quantity):
@@ -64,11 +17,10 @@ def started(stores, code, quantity):
     return stores.ok("job", "start", "--tenant", "atelier", code)["token_ids"]
 
 
-def _one_session_race(stores, racer, rounds, width):
+def _one_session_race(stores, rounds, width):
     tokens = started(stores, "RACE", rounds)
-    pool = racer(width)
     for round_, token in enumerate(tokens):
-        results, errors = pool.race([in_uow(stores, sessions.start, token, f"op{round_}x{i}") for i in range(width)])
+        results, errors = race([in_uow(stores, sessions.start, token, f"op{round_}x{i}") for i in range(width)])
         assert sum(r is not None for r in results) == 1, errors
         assert sorted(e for e in errors if e) == ["TOKEN_BUSY"] * (width - 1)
         assert stores.scalar("SELECT count(*) FROM token_work_session WHERE token_id = :t "
@@ -80,40 +32,38 @@ def _one_session_race(stores, racer, rounds, width):
                              t=token) == winner["operator_id"]
 
 
-def test_32_concurrent_session_starts_on_one_token_postgres(pg_factory, racer):
-    _one_session_race(pg_factory, racer, rounds=50, width=32)
+def test_32_concurrent_session_starts_on_one_token_postgres(pg_factory):
+    _one_session_race(pg_factory, rounds=50, width=32)
 
 
-def test_concurrent_session_starts_on_one_token_sqlite(sqlite_factory, racer):
-    _one_session_race(sqlite_factory, racer, rounds=10, width=8)
+def test_concurrent_session_starts_on_one_token_sqlite(sqlite_factory):
+    _one_session_race(sqlite_factory, rounds=10, width=8)
 
 
-def _operator_race(stores, racer, rounds):
-    pool = racer(2)
+def _operator_race(stores, rounds):
     for round_ in range(rounds):
         first, second = started(stores, f"OP{round_}", 2)
         operator = f"nok{round_}"
-        results, errors = pool.race([in_uow(stores, sessions.start, first, operator),
+        results, errors = race([in_uow(stores, sessions.start, first, operator),
                                      in_uow(stores, sessions.start, second, operator)])
         assert sorted(errors, key=str) == sorted([None, "OPERATOR_BUSY"], key=str), errors
         assert stores.scalar("SELECT count(*) FROM token_work_session WHERE operator_id = :o "
                              "AND status = 'active'", o=operator) == 1
 
 
-def test_operator_racing_two_starts_gets_one_operator_busy_postgres(pg_factory, racer):
-    _operator_race(pg_factory, racer, 30)
+def test_operator_racing_two_starts_gets_one_operator_busy_postgres(pg_factory):
+    _operator_race(pg_factory, 30)
 
 
-def test_operator_racing_two_starts_gets_one_operator_busy_sqlite(sqlite_factory, racer):
-    _operator_race(sqlite_factory, racer, 10)
+def test_operator_racing_two_starts_gets_one_operator_busy_sqlite(sqlite_factory):
+    _operator_race(sqlite_factory, 10)
 
 
-def _manager_race(stores, racer, rounds):
-    pool = racer(2)
+def _manager_race(stores, rounds):
     for round_ in range(rounds):
         code = f"M{round_}"
         tokens = started(stores, code, 4)
-        results, errors = pool.race([in_uow(stores, assignments.plan, code, "cut", "nok"),
+        results, errors = race([in_uow(stores, assignments.plan, code, "cut", "nok"),
                                      in_uow(stores, assignments.plan, code, "cut", "som")])
         assert errors == [None, None]
         final = stores.scalar("SELECT operator_id FROM manager_assignment m JOIN hatthasilpa_job j ON j.id = m.job_id "
@@ -124,21 +74,20 @@ def _manager_race(stores, racer, rounds):
         assert rows == [(t, final) for t in tokens]
 
 
-def test_two_managers_planning_one_node_leave_one_active_assignment_per_token_postgres(pg_factory, racer):
-    _manager_race(pg_factory, racer, 30)
+def test_two_managers_planning_one_node_leave_one_active_assignment_per_token_postgres(pg_factory):
+    _manager_race(pg_factory, 30)
 
 
-def test_two_managers_planning_one_node_sqlite(sqlite_factory, racer):
-    _manager_race(sqlite_factory, racer, 8)
+def test_two_managers_planning_one_node_sqlite(sqlite_factory):
+    _manager_race(sqlite_factory, 8)
 
 
-def _start_vs_cancel(stores, racer, rounds):
-    pool = racer(3)
+def _start_vs_cancel(stores, rounds):
     outcomes = set()
     for round_ in range(rounds):
         code = f"SC{round_}"
         token = started(stores, code, 2)[0]
-        results, errors = pool.race([in_uow(stores, sessions.start, token, "nok"),
+        results, errors = race([in_uow(stores, sessions.start, token, "nok"),
                                      in_uow(stores, services.cancel_job, code),
                                      in_uow(stores, sessions.start, token, "som")])
         assert errors[1] is None  # the cancel always lands
@@ -157,9 +106,9 @@ def _start_vs_cancel(stores, racer, rounds):
     return outcomes
 
 
-def test_session_start_racing_cancel_never_leaves_an_open_session_on_a_scrapped_token_postgres(pg_factory, racer):
-    _start_vs_cancel(pg_factory, racer, 40)
+def test_session_start_racing_cancel_never_leaves_an_open_session_on_a_scrapped_token_postgres(pg_factory):
+    _start_vs_cancel(pg_factory, 40)
 
 
-def test_session_start_racing_cancel_sqlite(sqlite_factory, racer):
-    _start_vs_cancel(sqlite_factory, racer, 10)
+def test_session_start_racing_cancel_sqlite(sqlite_factory):
+    _start_vs_cancel(sqlite_factory, 10)

@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(BIN)/hatthasilpa demo --reset --summary
 
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 docs: $(STAMP)

@@ -57,7 +57,7 @@ def setup(admin_url: str) -> Settings:
             conn.execute(f'CREATE DATABASE "{db}"')
     settings = Settings(core_url=f"{base}/hs_bench_core", tenant_url_template=f"{base}/hs_bench_t_{{tenant}}",
                         monitor_url=f"{base}/hs_bench_monitor")
-    migrate.upgrade(settings.core_url, "core")
+    migrate.upgrade(settings.core_url, migrate.CORE)
     registry.add_tenant(settings, TENANT, name="Benchmark atelier")
     return settings
 

@@ -28,7 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lifecycle import graphs, migrate, queue, registry, services  # noqa: E402
 from lifecycle.db import Settings, dispose_engines, get_engine  # noqa: E402
-from lifecycle.uow import TenantInfo, UnitOfWork  # noqa: E402
+from checks.schema import MONITOR  # noqa: E402
+from lifecycle.uow import UnitOfWork  # noqa: E402
 
 GRAPH = {"nodes": [{"code": "cut", "kind": "start"}, {"code": "stitch", "kind": "work"}, {"code": "qc", "kind": "end"}],
          "edges": [["cut", "stitch"], ["stitch", "qc"]]}
@@ -57,10 +58,10 @@ def main() -> int:
     settings = Settings(core_url=f"{base}/{prefix}_core", tenant_url_template=f"{base}/{prefix}_t_{{tenant}}",
                         monitor_url=f"{base}/{prefix}_monitor")
     try:
-        migrate.upgrade(settings.monitor_url, "monitor")
+        migrate.upgrade(settings.monitor_url, MONITOR)
         registry.add_tenant(settings, "bench")
         engine = get_engine(settings.tenant_url("bench"))
-        tenant = TenantInfo.from_registry(registry.get_tenant(settings, "bench"))
+        tenant = registry.tenant_info(settings, "bench")
         counter = iter(range(10**9))
 
         def run(fn, *a, **kw):

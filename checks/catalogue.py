@@ -1,4 +1,4 @@
-"""The catalogue: every check of SPEC §6, in its order, keyed by id."""
+"""The catalogue: every check, in the order of ``docs/checks.md``, keyed by id."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from lifecycle.errors import ValidationError
 from . import instances, serials, sessions, tokens
 from .model import Check
 
-SPEC_ORDER = (
+CHECK_IDS = (
     "orphan_token", "multi_spawn_instance", "token_count_mismatch", "mixed_token_states",
     "scrapped_token_resurrected", "work_queue_pollution", "multiple_active_instances",
     "cancelled_job_not_clean", "session_without_assignment", "assignment_without_token",
@@ -19,7 +19,7 @@ SPEC_ORDER = (
 )
 
 _by_id = {c.id: c for c in tokens.CHECKS + instances.CHECKS + sessions.CHECKS + serials.CHECKS}
-CATALOGUE: "MappingProxyType[str, Check]" = MappingProxyType({cid: _by_id[cid] for cid in SPEC_ORDER})
+CATALOGUE: "MappingProxyType[str, Check]" = MappingProxyType({cid: _by_id[cid] for cid in CHECK_IDS})
 
 
 def all_checks() -> list[Check]:

@@ -22,7 +22,8 @@ from lifecycle.schema import core_serial_registry as core_reg
 from lifecycle.schema import hatthasilpa_job
 from lifecycle.schema import serial_registry as tenant_reg
 
-from .model import Check, CheckTimeout, Side
+from .errors import CheckTimeout
+from .model import Check, Side
 
 BATCH_SIZE = 1000
 

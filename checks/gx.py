@@ -1,4 +1,4 @@
-"""Great Expectations suites: column-level rules of every tenant table (SPEC §3).
+"""Great Expectations suites: column-level rules of every tenant table (``docs/data-model.md``).
 
 The suites are data (``SUITES``: table → expectations); ``run_suites`` validates them
 through GX's SQL data source against each tenant database (PostgreSQL or SQLite, the
@@ -22,15 +22,17 @@ from sqlalchemy.engine import make_url
 
 from lifecycle import registry
 from lifecycle.db import Settings
-from lifecycle.states import AssignmentSource, AssignmentStatus, InstanceStatus, JobStatus, ProductionMode, \
-    SessionStatus, TokenStatus, values
+from lifecycle.states import (AssignmentSource, AssignmentStatus, InstanceStatus, JobStatus, ProductionMode,
+                              SerialMode, SerialStatus, SessionStatus, TokenStatus, values)
 from lifecycle.uow import utcnow
 
 from . import store
-from .runner import CheckResult, RunReport, checks_settings
+from .model import Cadence
+from .runner import CheckResult, RunReport
 
 GX_PREFIX = "gx."
 SEVERITY = "error"
+CADENCE = Cadence.NIGHTLY
 SAMPLE_VALUES = 5
 
 
@@ -65,7 +67,7 @@ SUITES: dict[str, list[tuple[str, dict]]] = {
                              "ignore_row_if": "either_value_is_missing"})],
     "serial_registry": [*_not_null("serial_code", "tenant_code", "sku", "token_id"),
                         ("ExpectColumnValuesToBeUnique", {"column": "serial_code"}),
-                        _in_set("mode", ["STD", "TEMP"]), _in_set("status", ["issued", "completed", "voided"])],
+                        _in_set("mode", values(SerialMode)), _in_set("status", values(SerialStatus))],
     "serial_outbox": [*_not_null("serial_code", "event_id"), _at_least("attempts", 0)],
 }
 
@@ -152,12 +154,11 @@ def _validate_tenant(context, tenant_code: str, url: str) -> list[CheckResult]:
     return results
 
 
-def validate(settings: Settings | None = None, tenants: list[str] | None = None, *,
+def validate(settings: Settings, tenants: list[str] | None = None, *,
              site_dir: Path | str | None = None, record: bool = True) -> tuple[RunReport, Path]:
     """Validate every suite on every tenant (all registered when None); store findings, build Data Docs.
 
     Returns the run's report and the Data Docs site folder."""
-    settings = settings or checks_settings()
     codes = [registry.get_tenant(settings, t)["tenant_code"] for t in dict.fromkeys(tenants)] if tenants \
         else [t["tenant_code"] for t in registry.list_tenants(settings)]
     site = Path(site_dir) if site_dir is not None else docs_dir()
@@ -181,7 +182,7 @@ def validate(settings: Settings | None = None, tenants: list[str] | None = None,
     return report, site
 
 
-def run_suites(settings: Settings | None = None, tenants: list[str] | None = None, *,
+def run_suites(settings: Settings, tenants: list[str] | None = None, *,
                site_dir: Path | str | None = None, record: bool = True) -> dict:
     """``validate`` as a JSON-ready body, with the path of the Data Docs index."""
     report, site = validate(settings, tenants, site_dir=site_dir, record=record)

@@ -1,37 +1,49 @@
-"""Instance and job checks (seed §2.1, §2.2, §2.6, §3.1, §3.2): spawn cycles, counts, hard resets.
+"""Instance and job checks (docs/risks.md §2.1, §2.2, §2.6, §3.1, §3.2): spawn cycles, counts, hard resets.
 
 Each starts from active instances (``ux_job_graph_instance_one_active``, or a scan of
-the small set of active rows on a legacy database without it) or from live rows, so
-archived history is never read.
+the small set of active rows on a legacy database without it), from live rows, or from
+``token_spawn`` (one row per spawn cycle: a hundredth of the tokens), so archived token
+history is never read.
 """
 
 from __future__ import annotations
 
+from lifecycle.states import LIVE_TOKEN_STATUSES, OPEN_SESSION_STATUSES, TokenStatus, sql_list
+
 from .model import Check, Family, Severity
+
+LIVE = sql_list(LIVE_TOKEN_STATUSES)
+COUNTED = sql_list(LIVE_TOKEN_STATUSES + (TokenStatus.COMPLETED,))
 
 MULTI_SPAWN_INSTANCE = Check(
     id="multi_spawn_instance",
     family=Family.INSTANCES,
     severity=Severity.CRITICAL,
-    description="active instance with more than one spawn cycle, or more live tokens than the job quantity "
-                "(a cycle whose tokens a repair scrapped no longer counts)",
+    description="instance with more than one spawn cycle (tokens or not), or more live tokens than the job "
+                "quantity; a cycle its repair retired (superseded) no longer counts",
     keys=("instance_id",),
-    sql="""
-SELECT x.instance_id, x.job_id, x.quantity, x.spawn_cycles, x.live_tokens,
+    sql=f"""
+SELECT x.instance_id, x.job_id, j.quantity AS quantity, x.spawn_cycles, x.live_tokens,
        CASE WHEN x.spawn_cycles > 1 THEN 'spawned ' || CAST(x.spawn_cycles AS VARCHAR(12)) || ' times'
             ELSE 'more live tokens than the job quantity' END AS reason
 FROM (
-    SELECT i.id AS instance_id, i.job_id AS job_id, j.quantity AS quantity,
-           (SELECT count(*) FROM token_spawn s WHERE s.instance_id = i.id
-              AND EXISTS (SELECT 1 FROM flow_token t WHERE t.spawn_id = s.id AND t.status <> 'scrapped'))
-               AS spawn_cycles,
-           (SELECT count(*) FROM flow_token t
-             WHERE t.instance_id = i.id AND t.status IN ('ready', 'active', 'paused')) AS live_tokens
-    FROM job_graph_instance i
-    JOIN hatthasilpa_job j ON j.id = i.job_id
-    WHERE i.status = 'active' AND (:instance_id IS NULL OR i.id = :instance_id)
+    SELECT c.instance_id AS instance_id, max(c.job_id) AS job_id, sum(c.cycles) AS spawn_cycles,
+           sum(c.live) AS live_tokens
+    FROM (
+        SELECT s.instance_id AS instance_id, s.job_id AS job_id, count(*) AS cycles, 0 AS live
+        FROM token_spawn s
+        WHERE s.superseded_at IS NULL AND (:instance_id IS NULL OR s.instance_id = :instance_id)
+        GROUP BY s.instance_id, s.job_id
+        UNION ALL
+        SELECT t.instance_id, t.job_id, 0, count(*)
+        FROM flow_token t
+        WHERE t.status IN {LIVE} AND (:instance_id IS NULL OR t.instance_id = :instance_id)
+        GROUP BY t.instance_id, t.job_id
+    ) c
+    GROUP BY c.instance_id
 ) x
-WHERE x.spawn_cycles > 1 OR x.live_tokens > x.quantity
+JOIN hatthasilpa_job j ON j.id = x.job_id
+WHERE x.spawn_cycles > 1 OR x.live_tokens > j.quantity
 """,
 )
 
@@ -41,14 +53,14 @@ TOKEN_COUNT_MISMATCH = Check(
     severity=Severity.WARNING,
     description="active instance whose live + completed token count differs from the job quantity",
     keys=("instance_id",),
-    sql="""
+    sql=f"""
 SELECT x.instance_id, x.job_id, x.quantity, x.tokens,
        'live + completed tokens ' || CAST(x.tokens AS VARCHAR(12))
        || ' <> quantity ' || CAST(x.quantity AS VARCHAR(12)) AS reason
 FROM (
     SELECT i.id AS instance_id, i.job_id AS job_id, j.quantity AS quantity,
            (SELECT count(*) FROM flow_token t
-             WHERE t.instance_id = i.id AND t.status IN ('ready', 'active', 'paused', 'completed')) AS tokens
+             WHERE t.instance_id = i.id AND t.status IN {COUNTED}) AS tokens
     FROM job_graph_instance i
     JOIN hatthasilpa_job j ON j.id = i.job_id
     WHERE i.status = 'active' AND (:instance_id IS NULL OR i.id = :instance_id)
@@ -79,7 +91,7 @@ CANCELLED_JOB_NOT_CLEAN = Check(
     severity=Severity.CRITICAL,
     description="cancelled job with an active instance, live tokens, open sessions or active assignments",
     keys=("job_id",),
-    sql="""
+    sql=f"""
 SELECT j.id AS job_id, j.job_code AS job_code,
        sum(CASE WHEN x.what = 'instance' THEN 1 ELSE 0 END) AS active_instances,
        sum(CASE WHEN x.what = 'token' THEN 1 ELSE 0 END) AS live_tokens,
@@ -89,10 +101,10 @@ SELECT j.id AS job_id, j.job_code AS job_code,
 FROM (
     SELECT i.job_id AS job_id, 'instance' AS what FROM job_graph_instance i WHERE i.status = 'active'
     UNION ALL
-    SELECT t.job_id, 'token' FROM flow_token t WHERE t.status IN ('ready', 'active', 'paused')
+    SELECT t.job_id, 'token' FROM flow_token t WHERE t.status IN {LIVE}
     UNION ALL
     SELECT t.job_id, 'session' FROM token_work_session s JOIN flow_token t ON t.id = s.token_id
-     WHERE s.status IN ('active', 'paused')
+     WHERE s.status IN {sql_list(OPEN_SESSION_STATUSES)}
     UNION ALL
     SELECT t.job_id, 'assignment' FROM token_assignment a JOIN flow_token t ON t.id = a.token_id
      WHERE a.status = 'active'

@@ -1,8 +1,10 @@
-"""Prometheus metrics of SPEC §8, read from the monitor store.
+"""Prometheus metrics of the monitor, read from the monitor store (names in ``docs/operations.md``).
 
-``MonitorCollector`` is a custom collector: every scrape reads the last result per
-(tenant, check) from ``finding``, the outbox backlog from each tenant DB (a partial
-index keeps that cheap) and the repair audit, and yields the metric families. Only
+``MonitorCollector`` is a custom collector: at every scrape each of its *sources* reads
+what it owns and yields metric families. This module's sources are the check results
+(the last result per (tenant, check) from ``finding``) and the serial outbox backlog of
+each tenant DB (``lifecycle.outbox.backlog``, through a partial index); ``reconcile``
+adds the repair counters (``reconcile.metrics.SOURCES`` is the whole monitor). Only
 tenant, check, severity and action become labels — never operators, serials or other
 per-row values. A (tenant, check) pair that ran exports its count, zero included, so a
 missing series means "not run".
@@ -13,25 +15,32 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable, Iterable, Sequence
 from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import sqlalchemy as sa
 from prometheus_client import CollectorRegistry, make_wsgi_app, pushadd_to_gateway
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from lifecycle import outbox
 from lifecycle import registry as tenants
 from lifecycle.db import Settings, get_engine
-from lifecycle.schema import finding, serial_outbox
 from lifecycle.uow import as_utc, utcnow
+
+from .schema import finding
 
 log = logging.getLogger(__name__)
 
 PUSH_JOB = "hatthasilpa_integrity"
+PUSHGATEWAY_URL = "HATTHASILPA_PUSHGATEWAY_URL"  # the setting: where runs push, when set
+
+# A source: (settings, monitor connection, tenant or None) -> metric families.
+Source = Callable[[Settings, sa.Connection, "str | None"], Iterable[Metric]]
 
 
-def _latest(conn: sa.Connection, tenant: str | None, *conditions) -> sa.Select:
+def _latest(tenant: str | None, *conditions) -> sa.Select:
     latest_ids = sa.select(sa.func.max(finding.c.id)).where(*conditions).group_by(finding.c.tenant_code,
                                                                                   finding.c.check_id)
     if tenant is not None:
@@ -39,86 +48,91 @@ def _latest(conn: sa.Connection, tenant: str | None, *conditions) -> sa.Select:
     return sa.select(finding).where(finding.c.id.in_(latest_ids)).order_by(finding.c.tenant_code, finding.c.check_id)
 
 
-class MonitorCollector(Collector):
-    """Yields the SPEC §8 families at each scrape; ``tenant`` limits it to one tenant."""
+def check_families(settings: Settings, conn: sa.Connection, tenant: str | None) -> Iterable[Metric]:
+    """The check results: violations, durations, last success and the error counter."""
+    violations = GaugeMetricFamily("hatthasilpa_integrity_violations",
+                                   "Rows breaking an integrity check at its last successful run",
+                                   labels=["tenant", "check", "severity"])
+    duration = GaugeMetricFamily("hatthasilpa_integrity_check_duration_seconds",
+                                 "Duration of the last run of a check", labels=["tenant", "check"])
+    last_success = GaugeMetricFamily("hatthasilpa_integrity_check_last_success_timestamp_seconds",
+                                     "Unix time the check last finished without error", labels=["tenant", "check"])
+    errors = CounterMetricFamily("hatthasilpa_integrity_check_errors_total",
+                                 "Runs of a check that failed with an error", labels=["tenant", "check"])
+    for row in conn.execute(_latest(tenant, finding.c.error.is_(None))):
+        violations.add_metric([row.tenant_code, row.check_id, row.severity], row.count)
+        last_success.add_metric([row.tenant_code, row.check_id], as_utc(row.finished_at).timestamp())
+    for row in conn.execute(_latest(tenant)):
+        duration.add_metric([row.tenant_code, row.check_id], row.duration_seconds)
+    query = (sa.select(finding.c.tenant_code, finding.c.check_id, sa.func.count())
+             .where(finding.c.error.is_not(None)).group_by(finding.c.tenant_code, finding.c.check_id))
+    if tenant is not None:
+        query = query.where(finding.c.tenant_code == tenant)
+    for code, check, n in conn.execute(query):
+        errors.add_metric([code, check], n)
+    return violations, duration, last_success, errors
 
-    def __init__(self, settings: Settings, tenant: str | None = None) -> None:
+
+def outbox_families(settings: Settings, conn: sa.Connection, tenant: str | None) -> Iterable[Metric]:
+    """Each tenant's serial outbox backlog, read from its own DB (one unreachable tenant is left out)."""
+    pending = GaugeMetricFamily("hatthasilpa_serial_outbox_pending",
+                                "Serial outbox rows waiting for the relay (retries included, parked rows not)",
+                                labels=["tenant"])
+    parked = GaugeMetricFamily("hatthasilpa_serial_outbox_parked",
+                               "Serial outbox rows the relay parked after its last attempt", labels=["tenant"])
+    oldest = GaugeMetricFamily("hatthasilpa_serial_outbox_oldest_pending_age_seconds",
+                               "Age of the oldest pending serial outbox row (0 when none)", labels=["tenant"])
+    codes = [tenant] if tenant else [t["tenant_code"] for t in tenants.list_tenants(settings)]
+    now = utcnow()
+    for code in codes:
+        try:
+            with get_engine(settings.tenant_url(code)).connect() as tconn:
+                counts = outbox.backlog(tconn, now)
+        except sa.exc.DBAPIError as exc:  # one unreachable tenant must not break the scrape
+            log.warning("outbox metrics of tenant %s unavailable: %s", code, exc.orig)
+            continue
+        pending.add_metric([code], counts["pending"])
+        parked.add_metric([code], counts["parked"])
+        oldest.add_metric([code], counts["oldest_pending_age_seconds"] or 0.0)
+    return pending, parked, oldest
+
+
+SOURCES: tuple[Source, ...] = (check_families, outbox_families)
+
+
+class MonitorCollector(Collector):
+    """Yields every source's families at each scrape; ``tenant`` limits them to one tenant."""
+
+    def __init__(self, settings: Settings, tenant: str | None = None, sources: Sequence[Source] = SOURCES) -> None:
         self.settings = settings
         self.tenant = tenant
+        self.sources = tuple(sources)
 
     def collect(self):
-        violations = GaugeMetricFamily("hatthasilpa_integrity_violations",
-                                       "Rows breaking an integrity check at its last successful run",
-                                       labels=["tenant", "check", "severity"])
-        duration = GaugeMetricFamily("hatthasilpa_integrity_check_duration_seconds",
-                                     "Duration of the last run of a check", labels=["tenant", "check"])
-        last_success = GaugeMetricFamily("hatthasilpa_integrity_check_last_success_timestamp_seconds",
-                                         "Unix time the check last finished without error", labels=["tenant", "check"])
-        errors = CounterMetricFamily("hatthasilpa_integrity_check_errors_total",
-                                     "Runs of a check that failed with an error", labels=["tenant", "check"])
-        pending = GaugeMetricFamily("hatthasilpa_serial_outbox_pending", "Unpublished serial outbox rows",
-                                    labels=["tenant"])
-        oldest = GaugeMetricFamily("hatthasilpa_serial_outbox_oldest_pending_age_seconds",
-                                   "Age of the oldest unpublished serial outbox row (0 when none)", labels=["tenant"])
-        applied = CounterMetricFamily("hatthasilpa_repairs_applied_total", "Repair actions applied to rows",
-                                      labels=["tenant", "check", "action"])
-        skipped = CounterMetricFamily("hatthasilpa_repair_rows_skipped_total",
-                                      "Planned repair rows skipped because they no longer qualified",
-                                      labels=["tenant", "check"])
-        monitor = get_engine(self.settings.monitor_url)
-        with monitor.connect() as conn:
-            for row in conn.execute(_latest(conn, self.tenant, finding.c.error.is_(None))):
-                violations.add_metric([row.tenant_code, row.check_id, row.severity], row.count)
-                last_success.add_metric([row.tenant_code, row.check_id], as_utc(row.finished_at).timestamp())
-            for row in conn.execute(_latest(conn, self.tenant)):
-                duration.add_metric([row.tenant_code, row.check_id], row.duration_seconds)
-            query = (sa.select(finding.c.tenant_code, finding.c.check_id, sa.func.count())
-                     .where(finding.c.error.is_not(None)).group_by(finding.c.tenant_code, finding.c.check_id))
-            if self.tenant is not None:
-                query = query.where(finding.c.tenant_code == self.tenant)
-            for tenant, check, n in conn.execute(query):
-                errors.add_metric([tenant, check], n)
-            for labels, value in repair_counts(conn, self.tenant, "applied"):
-                applied.add_metric(labels, value)
-            for labels, value in repair_counts(conn, self.tenant, "skipped"):
-                skipped.add_metric(labels, value)
-        for tenant, count, age in self._outbox():
-            pending.add_metric([tenant], count)
-            oldest.add_metric([tenant], age)
-        yield from (violations, duration, last_success, errors, pending, oldest, applied, skipped)
-
-    def _outbox(self):
-        codes = [self.tenant] if self.tenant else [t["tenant_code"] for t in tenants.list_tenants(self.settings)]
-        now = utcnow()
-        for code in codes:
-            try:
-                with get_engine(self.settings.tenant_url(code)).connect() as conn:
-                    count, first = conn.execute(sa.select(sa.func.count(), sa.func.min(serial_outbox.c.created_at))
-                                                .where(serial_outbox.c.published_at.is_(None))).one()
-            except sa.exc.DBAPIError as exc:  # one unreachable tenant must not break the scrape
-                log.warning("outbox metrics of tenant %s unavailable: %s", code, exc.orig)
-                continue
-            yield code, count, max(0.0, (now - as_utc(first)).total_seconds()) if first else 0.0
+        with get_engine(self.settings.monitor_url).connect() as conn:
+            for source in self.sources:
+                yield from source(self.settings, conn, self.tenant)
 
 
-def repair_counts(conn: sa.Connection, tenant: str | None, kind: str):
-    """(labels, value) pairs of the repair counters; empty until the repair audit exists."""
-    try:
-        from reconcile.audit import repair_metric_rows
-    except ImportError:
-        return []
-    return repair_metric_rows(conn, tenant, kind)
-
-
-def registry_for(settings: Settings, tenant: str | None = None) -> CollectorRegistry:
+def registry_for(settings: Settings, tenant: str | None = None,
+                 sources: Sequence[Source] = SOURCES) -> CollectorRegistry:
     reg = CollectorRegistry(auto_describe=False)
-    reg.register(MonitorCollector(settings, tenant))
+    reg.register(MonitorCollector(settings, tenant, sources))
     return reg
 
 
-def push(settings: Settings, gateway: str, tenant: str) -> None:
-    """``pushadd`` one tenant's metrics, grouped by tenant, to a Pushgateway."""
-    pushadd_to_gateway(gateway, job=PUSH_JOB, grouping_key={"tenant": tenant}, registry=registry_for(settings, tenant))
+def push(settings: Settings, gateway: str, tenants: Iterable[str], sources: Sequence[Source] = SOURCES) -> list[str]:
+    """``pushadd`` each tenant's metrics, grouped by tenant, to a Pushgateway; the store and
+    ``/metrics`` keep the results when it is away. Returns the failures, one line each."""
+    failures = []
+    for tenant in tenants:
+        try:
+            pushadd_to_gateway(gateway, job=PUSH_JOB, grouping_key={"tenant": tenant},
+                               registry=registry_for(settings, tenant, sources))
+        except OSError as exc:
+            log.error("pushing the metrics of tenant %s to %s failed: %s", tenant, gateway, exc)
+            failures.append(f"{tenant}: {exc}")
+    return failures
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -130,14 +144,14 @@ class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
 
 
-def make_metrics_server(settings: Settings, host: str, port: int):
-    return make_server(host, port, make_wsgi_app(registry_for(settings)), _ThreadingWSGIServer,
+def make_metrics_server(settings: Settings, host: str, port: int, sources: Sequence[Source] = SOURCES):
+    return make_server(host, port, make_wsgi_app(registry_for(settings, sources=sources)), _ThreadingWSGIServer,
                        handler_class=_QuietHandler)
 
 
-def serve(settings: Settings, host: str, port: int, ready=None) -> None:
+def serve(settings: Settings, host: str, port: int, ready=None, sources: Sequence[Source] = SOURCES) -> None:
     """Serve /metrics until SIGTERM or SIGINT."""
-    server = make_metrics_server(settings, host, port)
+    server = make_metrics_server(settings, host, port, sources)
     stop = threading.Event()
 
     def _stop(*_):

@@ -1,7 +1,7 @@
-"""What a check is: a frozen record of data, executed by one generic engine.
+"""What a check is: a frozen record of data, executed by one generic engine (``checks.engine``).
 
-A :class:`Check` names a rule of SPEC §6 and holds the SQL that selects the rows
-breaking it, like one of dbt's generic tests. Every query returns the offending rows
+A :class:`Check` names a rule of the catalogue (``docs/checks.md``) and holds the SQL
+that selects the rows breaking it, like one of dbt's generic tests. Every query returns the offending rows
 with their key columns and a short ``reason``; nothing is computed in Python that the
 database can compute, and no query loads a whole table into memory.
 
@@ -19,9 +19,12 @@ Query conventions (the engine and the catalogue tests rely on them):
   registries, walked in bounded batches ordered by ``serial_code`` (see ``crossdb``).
 
 ``reads_history`` says whether a check must read history (closed sessions, token
-events, the whole serial registry) and so belongs on the slower schedule; the others
-touch only live rows (live tokens, active instances, open sessions, active
-assignments, unpublished outbox rows) through partial indexes.
+events, the whole serial registry) and so runs on the hourly schedule with the
+reconciliation; the others touch only live rows (live tokens, active instances, open
+sessions, active assignments, unpublished outbox rows) through partial indexes, and run
+every 15 minutes (``cadence``).
+
+Imports run one way in this package: ``model`` ← ``crossdb`` ← ``engine`` ← ``runner``.
 """
 
 from __future__ import annotations
@@ -71,8 +74,12 @@ STALE_SESSION = Threshold("stale_session", dt.timedelta(hours=12),
                           "how long a work session may stay open")
 
 
-class CheckTimeout(Exception):
-    """A check ran past its time budget (raised between the batches of a comparison)."""
+class Cadence(enum.IntEnum):
+    """How often the schedules run a check, in seconds (``hatthasilpa_integrity_check_interval_seconds``)."""
+
+    LIVE = 900  # every 15 minutes: the checks that touch only live rows
+    HOURLY = 3600  # with the reconciliation: the checks that read history
+    NIGHTLY = 86400  # the Great Expectations suites
 
 
 class Side(str, enum.Enum):
@@ -117,14 +124,6 @@ class Check:
         """Touches only live rows: fit for the 15-minute schedule."""
         return not self.reads_history
 
-    def rows(self, target, key: dict | None = None, limit: int | None = None) -> list[dict]:
-        """Offending rows on ``target`` (a :class:`checks.engine.Target`), optionally for one key."""
-        from .engine import offending_rows
-
-        return offending_rows(self, target, key=key, limit=limit)
-
-    def row_predicate(self, target, key: dict) -> dict | None:
-        """Re-run the finding predicate for one row: its finding, or None when it no longer qualifies."""
-        from .engine import row_predicate
-
-        return row_predicate(self, target, key)
+    @property
+    def cadence(self) -> Cadence:
+        return Cadence.HOURLY if self.reads_history else Cadence.LIVE

@@ -8,14 +8,14 @@ ONLY`` and ``SET LOCAL statement_timeout``; on SQLite a deferred transaction wit
 time budget. So the checks also work through a SELECT-only role, and never take a
 write lock.
 
-Connections come from ``checks_settings()``: the usual store URLs, or the read-only
-ones of ``HATTHASILPA_CHECKS_CORE_URL`` / ``HATTHASILPA_CHECKS_TENANT_URL_TEMPLATE``.
+The caller's settings name the connections: the application passes the read-only URLs
+of ``HATTHASILPA_CHECKS_CORE_URL`` / ``HATTHASILPA_CHECKS_TENANT_URL_TEMPLATE`` where
+they are set (``hatthasilpa.settings.for_checks``; the Dagster resources likewise).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, field
@@ -31,6 +31,10 @@ from . import catalogue, store
 from .context import tenant_params
 from .engine import Target, count_and_sample, deadline_after
 from .model import Check, Scope
+
+# The settings of the read-only role the checks can read through (the README's "Read-only role").
+READ_ONLY_CORE_URL = "HATTHASILPA_CHECKS_CORE_URL"
+READ_ONLY_TENANT_URL_TEMPLATE = "HATTHASILPA_CHECKS_TENANT_URL_TEMPLATE"
 
 DEFAULT_SAMPLE_SIZE = 20
 DEFAULT_TIMEOUT_SECONDS = 60.0
@@ -74,15 +78,6 @@ class RunReport:
                 "violations": sum(r.count for r in self.results),
                 "errors": sum(1 for r in self.results if r.error),
                 "results": [r.to_dict() for r in self.results]}
-
-
-def checks_settings(environ: dict | None = None) -> Settings:
-    """Store settings for the checks: the read-only URLs where they are configured."""
-    env = os.environ if environ is None else environ
-    base = Settings.from_env(env)
-    return Settings(core_url=env.get("HATTHASILPA_CHECKS_CORE_URL") or base.core_url,
-                    tenant_url_template=env.get("HATTHASILPA_CHECKS_TENANT_URL_TEMPLATE") or base.tenant_url_template,
-                    monitor_url=base.monitor_url)
 
 
 @contextmanager
@@ -174,13 +169,12 @@ def run_tenant(settings: Settings, tenant_code: str, checks: Iterable[Check], *,
     return results
 
 
-def run_checks(settings: Settings | None = None, tenants: list[str] | None = None,
+def run_checks(settings: Settings, tenants: list[str] | None = None,
                check_ids: list[str] | None = None, *, fast_only: bool = False, now: dt.datetime | None = None,
                thresholds: dict | None = None, sample_size: int = DEFAULT_SAMPLE_SIZE,
                timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS, progress: Progress | None = None,
                record: bool = True, trigger: str = "cli", checks: list[Check] | None = None) -> RunReport:
     """Run checks on tenants (every registered tenant when None) and record them in the monitor store."""
-    settings = settings or checks_settings()
     selected = checks if checks is not None else catalogue.select(check_ids, fast_only=fast_only)
     codes = [registry.get_tenant(settings, t)["tenant_code"] for t in dict.fromkeys(tenants)] if tenants \
         else [t["tenant_code"] for t in registry.list_tenants(settings)]

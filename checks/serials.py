@@ -1,4 +1,4 @@
-"""Serial checks (seed §2.3, §3.3, §4D, §7.4): tenant and core registries, the outbox, the policy.
+"""Serial checks (docs/risks.md §2.3, §3.3, §4D, §7.4): tenant and core registries, the outbox, the policy.
 
 The four cross-database checks compare the tenant ``serial_registry`` with the core
 ``serial_registry`` by ``serial_code`` in bounded batches (``crossdb``); each only
@@ -10,6 +10,8 @@ text (``core_refs``), the mapping the outbox relay writes.
 
 from __future__ import annotations
 
+from lifecycle import outbox
+from lifecycle.states import LIVE_TOKEN_STATUSES, TokenStatus, sql_list
 from lifecycle.uow import as_utc
 
 from .model import OUTBOX_GRACE, Check, Comparison, Family, Scope, Severity, Side
@@ -97,16 +99,18 @@ SERIAL_OUTBOX_LAG = Check(
     id="serial_outbox_lag",
     family=Family.SERIALS,
     severity=Severity.WARNING,
-    description="unpublished outbox rows older than the grace period (default 5 min)",
+    description="unpublished outbox rows (pending or parked) older than the grace period (default 5 min)",
     keys=("outbox_id",),
     thresholds=(OUTBOX_GRACE,),
-    sql="""
-SELECT o.id AS outbox_id, o.serial_code AS serial_code, o.created_at AS created_at, o.attempts AS attempts,
-       CASE WHEN o.parked_at IS NOT NULL THEN 'parked after ' || CAST(o.attempts AS VARCHAR(12)) || ' attempts'
+    sql=f"""
+SELECT serial_outbox.id AS outbox_id, serial_outbox.serial_code AS serial_code,
+       serial_outbox.created_at AS created_at, serial_outbox.attempts AS attempts,
+       CASE WHEN {outbox.sql_text(outbox.PARKED)}
+            THEN 'parked after ' || CAST(serial_outbox.attempts AS VARCHAR(12)) || ' attempts'
             ELSE 'unpublished for longer than the grace period' END AS reason
-FROM serial_outbox o
-WHERE o.published_at IS NULL AND o.created_at < :outbox_grace_cutoff
-  AND (:outbox_id IS NULL OR o.id = :outbox_id)
+FROM serial_outbox
+WHERE {outbox.sql_text(outbox.UNPUBLISHED)} AND serial_outbox.created_at < :outbox_grace_cutoff
+  AND (:outbox_id IS NULL OR serial_outbox.id = :outbox_id)
 """,
 )
 
@@ -173,7 +177,7 @@ TOKEN_WITHOUT_SERIAL = Check(
     description="piece-mode token of a tenant with the flag on that has no serial "
                 "(live or completed tokens of active instances)",
     keys=("token_id",),
-    sql="""
+    sql=f"""
 SELECT t.id AS token_id, t.job_id AS job_id, t.instance_id AS instance_id, t.status AS token_status,
        CASE WHEN t.serial_code IS NULL THEN 'piece-mode token without a serial'
             ELSE 'serial ' || t.serial_code || ' is not in the registry' END AS reason
@@ -181,7 +185,7 @@ FROM job_graph_instance i
 JOIN hatthasilpa_job j ON j.id = i.job_id
 JOIN flow_token t ON t.instance_id = i.id
 WHERE :flag_std_on AND i.status = 'active' AND j.production_mode = 'piece'
-  AND t.status IN ('ready', 'active', 'paused', 'completed')
+  AND t.status IN {sql_list(LIVE_TOKEN_STATUSES + (TokenStatus.COMPLETED,))}
   AND (t.serial_code IS NULL OR NOT EXISTS (SELECT 1 FROM serial_registry r WHERE r.serial_code = t.serial_code))
   AND (:token_id IS NULL OR t.id = :token_id)
 """,

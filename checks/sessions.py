@@ -1,4 +1,4 @@
-"""Session and assignment checks (seed §2.4, §3.5, §4E): races the database should have stopped.
+"""Session and assignment checks (docs/risks.md §2.4, §3.5, §4E): races the database should have stopped.
 
 Open sessions come through ``ux_token_work_session_one_open`` (predicate
 ``status IN ('active', 'paused')``), active assignments through
@@ -8,7 +8,11 @@ database without that index: it groups the (few) open sessions by token.
 
 from __future__ import annotations
 
+from lifecycle.states import OPEN_SESSION_STATUSES, sql_list
+
 from .model import STALE_SESSION, Check, Family, Severity
+
+OPEN = sql_list(OPEN_SESSION_STATUSES)
 
 SESSION_WITHOUT_ASSIGNMENT = Check(
     id="session_without_assignment",
@@ -19,7 +23,7 @@ SESSION_WITHOUT_ASSIGNMENT = Check(
     keys=("session_id",),
     reads_history=True,
     history_note="closed sessions are history; the open-session half alone would be a fast check",
-    sql="""
+    sql=f"""
 SELECT s.id AS session_id, s.token_id AS token_id, s.operator_id AS operator_id,
        s.status AS session_status, s.assignment_id AS assignment_id,
        CASE WHEN s.assignment_id IS NULL THEN 'session has no assignment'
@@ -30,7 +34,7 @@ SELECT s.id AS session_id, s.token_id AS token_id, s.operator_id AS operator_id,
 FROM token_work_session s
 LEFT JOIN token_assignment a ON a.id = s.assignment_id
 WHERE (s.assignment_id IS NULL OR a.id IS NULL OR a.token_id <> s.token_id OR a.operator_id <> s.operator_id
-       OR (s.status IN ('active', 'paused') AND a.status <> 'active'))
+       OR (s.status IN {OPEN} AND a.status <> 'active'))
   AND (:session_id IS NULL OR s.id = :session_id)
 """,
 )
@@ -57,11 +61,11 @@ DUPLICATE_OPEN_SESSION = Check(
     severity=Severity.CRITICAL,
     description="token with more than one open session",
     keys=("token_id",),
-    sql="""
+    sql=f"""
 SELECT s.token_id AS token_id, count(*) AS open_sessions, min(s.id) AS first_session_id,
        max(s.id) AS last_session_id, 'more than one open session' AS reason
 FROM token_work_session s
-WHERE s.status IN ('active', 'paused') AND (:token_id IS NULL OR s.token_id = :token_id)
+WHERE s.status IN {OPEN} AND (:token_id IS NULL OR s.token_id = :token_id)
 GROUP BY s.token_id
 HAVING count(*) > 1
 """,
@@ -73,7 +77,7 @@ SESSION_ON_DEAD_TOKEN = Check(
     severity=Severity.ERROR,
     description="open session on a scrapped or completed token, or on a non-active instance",
     keys=("session_id",),
-    sql="""
+    sql=f"""
 SELECT s.id AS session_id, s.token_id AS token_id, s.operator_id AS operator_id,
        s.status AS session_status, t.status AS token_status,
        CASE WHEN t.id IS NULL THEN 'token missing'
@@ -83,7 +87,7 @@ SELECT s.id AS session_id, s.token_id AS token_id, s.operator_id AS operator_id,
 FROM token_work_session s
 LEFT JOIN flow_token t ON t.id = s.token_id
 LEFT JOIN job_graph_instance i ON i.id = t.instance_id
-WHERE s.status IN ('active', 'paused')
+WHERE s.status IN {OPEN}
   AND (t.id IS NULL OR t.status IN ('scrapped', 'completed') OR i.id IS NULL OR i.status <> 'active')
   AND (:session_id IS NULL OR s.id = :session_id)
 """,
@@ -96,12 +100,12 @@ STALE_OPEN_SESSION = Check(
     description="session open longer than a threshold (default 12 h)",
     keys=("session_id",),
     thresholds=(STALE_SESSION,),
-    sql="""
+    sql=f"""
 SELECT s.id AS session_id, s.token_id AS token_id, s.operator_id AS operator_id,
        s.status AS session_status, s.started_at AS started_at,
        'open since ' || CAST(s.started_at AS VARCHAR(40)) AS reason
 FROM token_work_session s
-WHERE s.status IN ('active', 'paused') AND s.started_at < :stale_session_cutoff
+WHERE s.status IN {OPEN} AND s.started_at < :stale_session_cutoff
   AND (:session_id IS NULL OR s.id = :session_id)
 """,
 )

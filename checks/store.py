@@ -1,9 +1,12 @@
-"""The monitor store: check runs and their findings (SPEC §2, §6).
+"""Check runs and their findings in the monitor store (tables in ``checks.schema``).
 
 A run is one ``check_run`` row and one ``finding`` row per (tenant, check) with the
-count, the bounded sample, severity, timing and error. ``latest_results`` is the
-query dashboards and metrics ask: the last finding of every (tenant, check), from
-the ``latest_finding`` view.
+count, the bounded sample, severity, timing and error. ``latest_results`` answers the
+repair planner and the readable reports: the last finding of every (tenant, check),
+from the ``latest_finding`` view.
+
+Writers bring the monitor store to head on first use (``ensure_migrated``); readers
+never migrate, they refuse a store that is not at head (``require_migrated``).
 """
 
 from __future__ import annotations
@@ -12,16 +15,26 @@ import sqlalchemy as sa
 
 from lifecycle import migrate
 from lifecycle.db import get_engine
-from lifecycle.schema import check_run, finding
+from lifecycle.errors import NotFound
 from lifecycle.uow import iso, utcnow
+
+from .schema import MONITOR, check_run, finding
 
 latest_finding = sa.table("latest_finding", *(sa.column(c.name) for c in finding.columns))
 
 
 def ensure_migrated(monitor_url: str) -> None:
-    """The monitor store is the monitor's own: bring it to head on first use."""
-    if migrate.current_revision(monitor_url) != migrate.head_revision("monitor"):
-        migrate.upgrade(monitor_url, "monitor")
+    """The monitor store is the monitor's own: a writer brings it to head on first use."""
+    if not migrate.is_current(monitor_url, MONITOR):
+        migrate.upgrade(monitor_url, MONITOR)
+
+
+def require_migrated(monitor_url: str) -> None:
+    """A reader's guard: NOT_FOUND (with the fix) when the monitor store is not at head."""
+    current, head = migrate.current_revision(monitor_url), migrate.head_revision(MONITOR)
+    if current != head:
+        raise NotFound(f"the monitor store is at revision {current or 'none'}, not {head}",
+                       hint="run `hatthasilpa db upgrade`, or any `check run`, which migrates it")
 
 
 def record_run(monitor_url: str, report, trigger: str = "cli", selection: dict | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Token checks (seed §2.1, §2.6, §3.2, §3.4, §7): orphans, mixed states, resurrection, the queue.
+"""Token checks (docs/risks.md §2.1, §2.6, §3.2, §3.4, §7): orphans, mixed states, resurrection, the queue.
 
 Live tokens are found through ``ix_flow_token_live`` (its predicate is exactly
 ``status IN ('ready', 'active', 'paused')``), per-instance counts through
@@ -8,7 +8,11 @@ Live tokens are found through ``ix_flow_token_live`` (its predicate is exactly
 
 from __future__ import annotations
 
+from lifecycle.states import LIVE_TOKEN_STATUSES, MIXED_WITH_SCRAPPED, sql_list
+
 from .model import Check, Family, Severity
+
+LIVE = sql_list(LIVE_TOKEN_STATUSES)
 
 ORPHAN_TOKEN = Check(
     id="orphan_token",
@@ -17,7 +21,7 @@ ORPHAN_TOKEN = Check(
     description="live token (ready/active/paused) whose instance is missing or not active, "
                 "or whose job is not in progress",
     keys=("token_id",),
-    sql="""
+    sql=f"""
 SELECT t.id AS token_id, t.job_id AS job_id, t.instance_id AS instance_id, t.status AS token_status,
        CASE WHEN i.id IS NULL THEN 'instance missing'
             WHEN i.job_id <> t.job_id THEN 'instance belongs to another job'
@@ -27,7 +31,7 @@ SELECT t.id AS token_id, t.job_id AS job_id, t.instance_id AS instance_id, t.sta
 FROM flow_token t
 LEFT JOIN job_graph_instance i ON i.id = t.instance_id
 LEFT JOIN hatthasilpa_job j ON j.id = t.job_id
-WHERE t.status IN ('ready', 'active', 'paused')
+WHERE t.status IN {LIVE}
   AND (i.id IS NULL OR i.job_id <> t.job_id OR i.status <> 'active' OR j.id IS NULL OR j.status <> 'in_progress')
   AND (:token_id IS NULL OR t.id = :token_id)
 """,
@@ -37,21 +41,26 @@ MIXED_TOKEN_STATES = Check(
     id="mixed_token_states",
     family=Family.TOKENS,
     severity=Severity.CRITICAL,
-    description="active instance holding both live and scrapped tokens",
+    description="active instance holding both live and scrapped tokens (or completed and scrapped ones: "
+                "the spawn guard refuses such an instance too); a spawn cycle a repair superseded does not count",
     keys=("instance_id",),
-    sql="""
+    sql=f"""
 SELECT x.instance_id, x.job_id, x.live_tokens, x.scrapped_tokens,
-       'live and scrapped tokens on one active instance' AS reason
+       CASE WHEN x.live_tokens > 0 THEN 'live and scrapped tokens on one active instance'
+            ELSE 'completed and scrapped tokens on one active instance' END AS reason
 FROM (
     SELECT i.id AS instance_id, i.job_id AS job_id,
-           (SELECT count(*) FROM flow_token t
-             WHERE t.instance_id = i.id AND t.status IN ('ready', 'active', 'paused')) AS live_tokens,
-           (SELECT count(*) FROM flow_token t
-             WHERE t.instance_id = i.id AND t.status = 'scrapped') AS scrapped_tokens
+           (SELECT count(*) FROM flow_token t JOIN token_spawn s ON s.id = t.spawn_id
+             WHERE t.instance_id = i.id AND t.status IN {LIVE} AND s.superseded_at IS NULL) AS live_tokens,
+           (SELECT count(*) FROM flow_token t JOIN token_spawn s ON s.id = t.spawn_id
+             WHERE t.instance_id = i.id AND t.status IN {sql_list(MIXED_WITH_SCRAPPED)}
+               AND s.superseded_at IS NULL) AS beside_scrapped,
+           (SELECT count(*) FROM flow_token t JOIN token_spawn s ON s.id = t.spawn_id
+             WHERE t.instance_id = i.id AND t.status = 'scrapped' AND s.superseded_at IS NULL) AS scrapped_tokens
     FROM job_graph_instance i
     WHERE i.status = 'active' AND (:instance_id IS NULL OR i.id = :instance_id)
 ) x
-WHERE x.live_tokens > 0 AND x.scrapped_tokens > 0
+WHERE x.scrapped_tokens > 0 AND x.beside_scrapped > 0
 """,
 )
 
@@ -79,7 +88,7 @@ WORK_QUEUE_POLLUTION = Check(
     id="work_queue_pollution",
     family=Family.TOKENS,
     severity=Severity.CRITICAL,
-    description="a work_queue row that breaks SPEC §4.5 (not a ready token on an active instance "
+    description="a work_queue row that breaks the queue's rule (not a ready token on an active instance "
                 "of an in-progress job, or a token listed twice)",
     keys=("token_id",),
     sql="""

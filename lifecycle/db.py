@@ -1,14 +1,14 @@
-"""Store configuration and SQLAlchemy engines (SPEC §2).
+"""Store configuration and SQLAlchemy engines.
 
-Three settings name the stores; unset, each falls back to a SQLite file under
-``./var/``. Engines are cached per URL. SQLite engines take their write lock at
+Three URLs name the stores (``docs/configuration.md``); the application reads them from
+its settings (``hatthasilpa.settings``), and ``Settings.embedded`` gives the SQLite files
+under ``./var/`` that need no server. Engines are cached per URL. SQLite engines take their write lock at
 ``BEGIN IMMEDIATE`` so that two writers serialize at the start of a transaction
 instead of failing half-way; PostgreSQL engines use psycopg 3.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from dataclasses import dataclass
@@ -22,6 +22,13 @@ from .errors import ValidationError
 TENANT_CODE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
 
 
+# The settings that name the stores, and the folder of the embedded SQLite defaults.
+CORE_URL = "HATTHASILPA_CORE_URL"
+TENANT_URL_TEMPLATE = "HATTHASILPA_TENANT_URL_TEMPLATE"
+MONITOR_URL = "HATTHASILPA_MONITOR_URL"
+VAR_DIR = "HATTHASILPA_VAR_DIR"
+
+
 @dataclass(frozen=True)
 class Settings:
     """The three store URLs; ``{tenant}`` in the template is the tenant code."""
@@ -31,14 +38,12 @@ class Settings:
     monitor_url: str
 
     @classmethod
-    def from_env(cls, environ: dict | None = None) -> "Settings":
-        env = os.environ if environ is None else environ
-        var = Path(env.get("HATTHASILPA_VAR_DIR", "var"))
-        return cls(
-            core_url=env.get("HATTHASILPA_CORE_URL") or f"sqlite:///{var / 'core.db'}",
-            tenant_url_template=env.get("HATTHASILPA_TENANT_URL_TEMPLATE") or f"sqlite:///{var / 'tenant_{tenant}.db'}",
-            monitor_url=env.get("HATTHASILPA_MONITOR_URL") or f"sqlite:///{var / 'monitor.db'}",
-        )
+    def embedded(cls, var_dir: str | Path = "var") -> "Settings":
+        """The embedded default: SQLite files under ``var_dir``."""
+        var = Path(var_dir)
+        return cls(core_url=f"sqlite:///{var / 'core.db'}",
+                   tenant_url_template=f"sqlite:///{var / 'tenant_{tenant}.db'}",
+                   monitor_url=f"sqlite:///{var / 'monitor.db'}")
 
     def tenant_url(self, tenant_code: str) -> str:
         check_tenant_code(tenant_code)

@@ -1,9 +1,10 @@
-"""The one errors module of Hatthasilpa.
+"""The base of every error the product raises on purpose, and the lifecycle's own refusals.
 
-Every refusal the product makes is a :class:`HatthasilpaError` carrying a stable
-``code`` (the contract of SPEC §5.1), a human ``message`` and a ``hint`` that says
-what to do next. Errors become JSON envelopes and exit codes only at the edge
-(``lifecycle.cli``)::
+Every refusal is a :class:`HatthasilpaError` carrying a stable ``code`` (the error codes
+of the README's CLI reference), a human ``message`` and a ``hint`` that says what to do
+next. Each layer declares its refusals beside its code, under the base classes below; the
+edge (``hatthasilpa.cli``) maps base classes only — ``exit_code`` says how a class ends
+a command — and ``pipelines/errors.py`` turns them into Dagster failures::
 
     HatthasilpaError                    exit 1 unless a subclass says otherwise
     ├── BadInput                        exit 2 — the request itself is wrong
@@ -16,13 +17,16 @@ what to do next. Errors become JSON envelopes and exit codes only at the edge
     │   ├── TokenBusy                   TOKEN_BUSY
     │   ├── OperatorBusy                OPERATOR_BUSY
     │   ├── SerialPolicyViolation       SERIAL_POLICY_VIOLATION
-    │   ├── ApprovalRequired            APPROVAL_REQUIRED
-    │   ├── PlanStale                   PLAN_STALE
-    │   ├── PlanHashMismatch            PLAN_HASH_MISMATCH (the hash an approver names is not the plan's)
-    │   ├── PlanTenantMismatch          PLAN_TENANT_MISMATCH (a plan used for another tenant)
-    │   ├── PrerequisitesFailed         PREREQUISITES_FAILED (doctor; the report rides in ``data``)
-    │   └── ChecksFailed                CHECKS_FAILED (`check run --fail-on SEVERITY`)
+    │   ├── checks.errors.ChecksFailed              CHECKS_FAILED (`check run --fail-on SEVERITY`)
+    │   ├── reconcile.errors.ApprovalRequired       APPROVAL_REQUIRED
+    │   ├── reconcile.errors.PlanStale              PLAN_STALE
+    │   ├── reconcile.errors.PlanHashMismatch       PLAN_HASH_MISMATCH (the hash an approver names is not the plan's)
+    │   ├── reconcile.errors.PlanTenantMismatch     PLAN_TENANT_MISMATCH (a plan used for another tenant)
+    │   └── hatthasilpa.doctor.PrerequisitesFailed  PREREQUISITES_FAILED (the report rides in ``data``)
     └── InternalError                   INTERNAL — anything unexpected
+
+``lifecycle.constraints`` turns a violated database constraint into one of these by the
+constraint's name.
 """
 
 from __future__ import annotations
@@ -86,34 +90,6 @@ class OperatorBusy(Refused):
 
 class SerialPolicyViolation(Refused):
     code = "SERIAL_POLICY_VIOLATION"
-
-
-class ApprovalRequired(Refused):
-    code = "APPROVAL_REQUIRED"
-
-
-class PlanStale(Refused):
-    code = "PLAN_STALE"
-
-
-class PlanHashMismatch(Refused):
-    code = "PLAN_HASH_MISMATCH"
-
-
-class PlanTenantMismatch(Refused):
-    code = "PLAN_TENANT_MISMATCH"
-
-
-class PrerequisitesFailed(Refused):
-    code = "PREREQUISITES_FAILED"
-
-    def __init__(self, message: str, hint: str | None = None, data: dict | None = None, **details: object) -> None:
-        super().__init__(message, hint, **details)
-        self.data = data
-
-
-class ChecksFailed(Refused):
-    code = "CHECKS_FAILED"
 
 
 class InternalError(HatthasilpaError):

@@ -34,10 +34,11 @@ def check_key(key: str | None) -> None:
 
 
 def run(uow: UnitOfWork, key: str | None, command: str, params: dict, action: Callable[[], dict]) -> dict:
-    """Run ``action`` once per key; return the stored first result on a retry."""
+    """Run ``action`` once per key; return the stored first result on a retry.
+
+    The use case has validated the key (``check_key``) before it took its locks."""
     if key is None:
         return action()
-    check_key(key)
     digest = request_hash(command, params)
     stored = uow.conn.execute(sa.select(command_idempotency.c.request_hash, command_idempotency.c.response)
                               .where(command_idempotency.c.idempotency_key == key)).first()

@@ -24,7 +24,10 @@ def get_job_by_id(uow: UnitOfWork, job_id: int, lock: bool = False, share: bool 
     query = sa.select(hatthasilpa_job).where(hatthasilpa_job.c.id == job_id)
     if lock or share:
         query = query.with_for_update(read=share and not lock)
-    return uow.conn.execute(query).one()
+    row = uow.conn.execute(query).first()
+    if row is None:
+        raise NotFound(f"job {job_id} not found", hint="list jobs with `hatthasilpa job list --tenant T`")
+    return row
 
 
 def token_id_arg(value: object) -> int:

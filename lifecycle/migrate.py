@@ -1,13 +1,16 @@
-"""Alembic migrations of the three stores.
+"""Alembic migrations, one history per store.
 
-Each store has its own script directory under ``lifecycle/migrations/<store>`` and its
-own ``alembic_version`` table in its own database. ``upgrade(url, store)`` migrates one
-database to head; ``current_revision`` and ``head_revision`` let the doctor and the
-tests tell whether a database is current.
+A :class:`Store` names a kind of database, the folder of its Alembic scripts and the
+metadata its migrations build. The lifecycle owns two: every tenant DB (``TENANT``) and
+the core DB (``CORE``); the monitor store's history lives with the monitor
+(``checks.schema.MONITOR``). Each database keeps its own ``alembic_version`` table.
+``upgrade(url, store)`` migrates one database to head; ``current_revision`` and
+``head_revision`` tell whether it is current.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -19,31 +22,32 @@ from alembic.script import ScriptDirectory
 from . import schema
 from .db import get_engine
 
+
+@dataclass(frozen=True)
+class Store:
+    name: str
+    scripts: Path  # the Alembic script directory (env.py, versions/)
+    metadata: sa.MetaData  # what the head revision creates; the migration tests compare the two
+
+
 MIGRATIONS = Path(__file__).parent / "migrations"
-STORES = {
-    "tenant": schema.tenant_metadata,
-    "core": schema.core_metadata,
-    "monitor": schema.monitor_metadata,
-}
+TENANT = Store("tenant", MIGRATIONS / "tenant", schema.tenant_metadata)
+CORE = Store("core", MIGRATIONS / "core", schema.core_metadata)
 
 
-def alembic_config(store: str, connection: sa.Connection | None = None) -> Config:
-    if store not in STORES:
-        raise ValueError(f"unknown store {store!r}")
+def alembic_config(store: Store, connection: sa.Connection | None = None) -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS / store))
+    cfg.set_main_option("script_location", str(store.scripts))
     cfg.attributes["connection"] = connection
-    cfg.attributes["store"] = store
     return cfg
 
 
-def upgrade(url: str, store: str, revision: str = "head") -> None:
-    engine = get_engine(url)
-    with engine.begin() as conn:
+def upgrade(url: str, store: Store, revision: str = "head") -> None:
+    with get_engine(url).begin() as conn:
         command.upgrade(alembic_config(store, conn), revision)
 
 
-def head_revision(store: str) -> str:
+def head_revision(store: Store) -> str:
     return ScriptDirectory.from_config(alembic_config(store)).get_current_head()
 
 
@@ -52,27 +56,24 @@ def current_revision(url: str) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def run_env(store: str) -> None:
-    """Body of each store's ``env.py``: run migrations on the given connection."""
+def is_current(url: str, store: Store) -> bool:
+    return current_revision(url) == head_revision(store)
+
+
+def run_env(store: Store) -> None:
+    """Body of each store's ``env.py``: run the migrations on the given connection."""
     from alembic import context
 
-    cfg = context.config
-    connection = cfg.attributes.get("connection")
-    metadata = STORES[store]
-    if connection is None:  # `alembic` CLI or autogenerate against a URL
-        url = cfg.get_main_option("sqlalchemy.url")
-        with get_engine(url).begin() as conn:
-            _configure_and_run(context, conn, metadata)
+    connection = context.config.attributes.get("connection")
+    if connection is None:  # the `alembic` command line, against a URL
+        with get_engine(context.config.get_main_option("sqlalchemy.url")).begin() as conn:
+            _configure_and_run(context, conn, store.metadata)
     else:
-        _configure_and_run(context, connection, metadata)
+        _configure_and_run(context, connection, store.metadata)
 
 
 def _configure_and_run(context, connection, metadata) -> None:
-    context.configure(
-        connection=connection,
-        target_metadata=metadata,
-        render_as_batch=connection.dialect.name == "sqlite",
-        compare_type=True,
-    )
+    context.configure(connection=connection, target_metadata=metadata,
+                      render_as_batch=connection.dialect.name == "sqlite", compare_type=True)
     with context.begin_transaction():
         context.run_migrations()

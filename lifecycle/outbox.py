@@ -1,4 +1,4 @@
-"""The serial outbox relay: tenant ``serial_outbox`` → core ``serial_registry`` (SPEC §4.6).
+"""The serial outbox relay: tenant ``serial_outbox`` → core ``serial_registry`` (``docs/lifecycle.md`` §6).
 
 WARNING — part of the serial registry integrity chain. The order of the three steps
 below is what makes a crash at any point lose nothing and duplicate nothing; the
@@ -182,9 +182,21 @@ def publish(core_engine: sa.Engine, tenant_code: str, rows: list[sa.Row],
 
 
 # --------------------------------------------------------------------------- tenant side
+# What an outbox row is, said once: published, or unpublished — and then either pending
+# (waiting for the relay, retries included) or parked (given up until --retry-parked).
+# The relay, its status, the doctor, the metrics and the serial_outbox_lag check read these.
+UNPUBLISHED = serial_outbox.c.published_at.is_(None)
+PENDING = sa.and_(UNPUBLISHED, serial_outbox.c.parked_at.is_(None))
+PARKED = sa.and_(UNPUBLISHED, serial_outbox.c.parked_at.is_not(None))
+
+
+def sql_text(condition) -> str:
+    """A condition above as SQL text (columns qualified by ``serial_outbox``), for the check catalogue."""
+    return str(condition.compile(compile_kwargs={"literal_binds": True}))
+
+
 def _due(now: dt.datetime):
-    return sa.and_(serial_outbox.c.published_at.is_(None), serial_outbox.c.parked_at.is_(None),
-                   sa.or_(serial_outbox.c.next_attempt_at.is_(None), serial_outbox.c.next_attempt_at <= now))
+    return sa.and_(PENDING, sa.or_(serial_outbox.c.next_attempt_at.is_(None), serial_outbox.c.next_attempt_at <= now))
 
 
 def claim(conn: sa.Connection, now: dt.datetime, after_id: int, up_to_id: int, limit: int) -> list[sa.Row]:
@@ -200,7 +212,7 @@ def _settle(conn: sa.Connection, rows: list[sa.Row], delivered: list[int], failu
     """Mark delivered rows published; schedule or park failed ones. Returns how many parked."""
     if delivered:
         conn.execute(serial_outbox.update()
-                     .where(serial_outbox.c.id.in_(delivered), serial_outbox.c.published_at.is_(None))
+                     .where(serial_outbox.c.id.in_(delivered), UNPUBLISHED)
                      .values(published_at=now, attempts=serial_outbox.c.attempts + 1, last_error=None,
                              next_attempt_at=None))
     parked = 0
@@ -277,8 +289,7 @@ def retry_parked(settings: Settings, tenant_codes: list[str] | None = None) -> d
         with get_engine(settings.tenant_url(code)).begin() as conn:
             requeued[code] = conn.execute(
                 serial_outbox.update()
-                .where(serial_outbox.c.parked_at.is_not(None), serial_outbox.c.published_at.is_(None))
-                .values(parked_at=None, attempts=0, next_attempt_at=None)).rowcount
+                .where(PARKED).values(parked_at=None, attempts=0, next_attempt_at=None)).rowcount
     return requeued
 
 
@@ -349,20 +360,18 @@ def stop_on_signals():
 
 # --------------------------------------------------------------------------- status
 def backlog(conn: sa.Connection, now: dt.datetime) -> dict:
-    """Outbox counts of one tenant DB: pending (not published, not parked), retrying, parked."""
-    unpublished = serial_outbox.c.published_at.is_(None)
-    pending = sa.and_(unpublished, serial_outbox.c.parked_at.is_(None))
+    """Outbox counts of one tenant DB: pending, retrying (pending after a failed attempt), parked, published."""
 
     def count(condition):
         return sa.func.coalesce(sa.func.sum(sa.case((condition, 1), else_=0)), 0)
 
     row = conn.execute(sa.select(
-        count(pending).label("pending"),
-        count(sa.and_(pending, serial_outbox.c.attempts > 0)).label("retrying"),
-        count(sa.and_(unpublished, serial_outbox.c.parked_at.is_not(None))).label("parked"),
-        count(serial_outbox.c.published_at.is_not(None)).label("published"),
+        count(PENDING).label("pending"),
+        count(sa.and_(PENDING, serial_outbox.c.attempts > 0)).label("retrying"),
+        count(PARKED).label("parked"),
+        count(~UNPUBLISHED).label("published"),
     )).one()
-    oldest = conn.execute(sa.select(sa.func.min(serial_outbox.c.created_at)).where(pending)).scalar()
+    oldest = conn.execute(sa.select(sa.func.min(serial_outbox.c.created_at)).where(PENDING)).scalar()
     age = (now - as_utc(oldest)).total_seconds() if oldest is not None else None
     return {"pending": int(row.pending), "retrying": int(row.retrying), "parked": int(row.parked),
             "published": int(row.published),
@@ -372,8 +381,7 @@ def backlog(conn: sa.Connection, now: dt.datetime) -> dict:
 def parked_rows(conn: sa.Connection, limit: int = 20) -> list[dict]:
     rows = conn.execute(sa.select(serial_outbox.c.id, serial_outbox.c.event_id, serial_outbox.c.serial_code,
                                   serial_outbox.c.version, serial_outbox.c.attempts, serial_outbox.c.last_error)
-                        .where(serial_outbox.c.parked_at.is_not(None), serial_outbox.c.published_at.is_(None))
-                        .order_by(serial_outbox.c.id).limit(limit))
+                        .where(PARKED).order_by(serial_outbox.c.id).limit(limit))
     return [dict(r._mapping) for r in rows]
 
 

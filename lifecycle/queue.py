@@ -1,4 +1,4 @@
-"""The sanitized work queue (SPEC §4.5).
+"""The sanitized work queue (docs/lifecycle.md §5).
 
 Reads only the ``work_queue`` view, which already admits nothing but ready tokens on
 an active instance of an in-progress job. Filtering by operator shows that operator's

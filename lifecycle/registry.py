@@ -1,8 +1,8 @@
-"""The core registry: tenants, feature flags, and migrating every store.
+"""The core registry: tenants and feature flags.
 
 ``add_tenant`` migrates the tenant's database before it registers the tenant in
 core, so a tenant whose database cannot be reached is never half-registered.
-New tenants get ``FF_SERIAL_STD_HAT`` on (seed §3.3: on by default for every
+New tenants get ``FF_SERIAL_STD_HAT`` on (docs/risks.md §3.3: on by default for every
 Hatthasilpa tenant); every flag change is written to ``feature_flag_audit``.
 """
 
@@ -15,32 +15,21 @@ from . import migrate
 from .db import Settings, check_tenant_code, get_engine
 from .errors import NotFound, ValidationError
 from .schema import feature_flag, feature_flag_audit, tenant
-from .uow import UnitOfWork, utcnow
+from .uow import Clock, TenantInfo, UnitOfWork, utcnow
 
 FF_SERIAL_STD_HAT = "FF_SERIAL_STD_HAT"
 KNOWN_FLAGS = (FF_SERIAL_STD_HAT,)
 
 
-def _migrate(url: str, store: str) -> None:
+def migrate_store(url: str, store: migrate.Store) -> None:
+    """Migrate one database to head; an unreachable database is bad input with the fix."""
     try:
         migrate.upgrade(url, store)
     except OperationalError as exc:
         raise ValidationError(
-            f"cannot migrate the {store} database: {str(exc.orig).strip().splitlines()[0]}",
+            f"cannot migrate the {store.name} database: {str(exc.orig).strip().splitlines()[0]}",
             hint="check the URL setting; a PostgreSQL database must exist before `tenant add` (CREATE DATABASE …)",
         ) from exc
-
-
-def upgrade_all(settings: Settings) -> dict:
-    """Migrate core, monitor and every registered tenant's database to head."""
-    _migrate(settings.core_url, "core")
-    _migrate(settings.monitor_url, "monitor")
-    migrated = []
-    for row in list_tenants(settings):
-        _migrate(settings.tenant_url(row["tenant_code"]), "tenant")
-        migrated.append(row["tenant_code"])
-    return {"core": migrate.head_revision("core"), "monitor": migrate.head_revision("monitor"),
-            "tenant": migrate.head_revision("tenant"), "tenants": migrated}
 
 
 def core_uow(settings: Settings) -> UnitOfWork:
@@ -70,13 +59,24 @@ def get_tenant(settings: Settings, code: str) -> dict:
             "flags": flags}
 
 
+def tenant_info(settings: Settings, code: str) -> TenantInfo:
+    """What core says about a tenant, as the lifecycle's use cases need it (NOT_FOUND when unregistered)."""
+    row = get_tenant(settings, code)
+    return TenantInfo(code=row["tenant_code"], is_test_tenant=row["is_test_tenant"], flags=row["flags"])
+
+
+def tenant_uow(settings: Settings, code: str, clock: Clock = utcnow) -> UnitOfWork:
+    """A unit of work on the tenant's DB, carrying the tenant's kind and flags as core holds them now."""
+    return UnitOfWork(get_engine(settings.tenant_url(code)), clock=clock, tenant=tenant_info(settings, code))
+
+
 def add_tenant(settings: Settings, code: str, name: str | None = None, is_test: bool = False,
                actor: str = "cli") -> dict:
     check_tenant_code(code)
     if name is not None and not name.strip():
         raise ValidationError("tenant name is empty", hint="pass --name with a readable name, or leave it out")
-    _migrate(settings.core_url, "core")
-    _migrate(settings.tenant_url(code), "tenant")
+    migrate_store(settings.core_url, migrate.CORE)
+    migrate_store(settings.tenant_url(code), migrate.TENANT)
     with core_uow(settings) as uow:
         existing = uow.conn.execute(sa.select(tenant).where(tenant.c.tenant_code == code).with_for_update()).first()
         now = uow.now()

@@ -1,12 +1,13 @@
-"""Table definitions of the three stores (SPEC §3), in SQLAlchemy Core.
+"""Table definitions of the lifecycle's two stores, the tenant DBs and the core DB, in SQLAlchemy Core.
 
-The invariants live here first: CHECK constraints on every status column (derived
-from ``lifecycle.states``), CHECKs tying statuses to their timestamps, and partial
-unique indexes for "at most one active instance per job", "one open session per
-token", "one active assignment per token" and "one running session per operator".
-Alembic's migrations (``lifecycle/migrations``) create exactly this schema, plus the
-``work_queue`` view and the trigger that keeps scrapped tokens scrapped; a test
-compares the two.
+The invariants live here first: CHECK constraints on status columns (those of the state
+machines built from the enums of ``lifecycle.states``), CHECKs tying statuses to their
+timestamps, and partial unique indexes for "at most one active instance per job", "one
+open session per token", "one active assignment per token", "one running session per
+operator". Alembic's migrations (``lifecycle/migrations``) create exactly this schema,
+plus the ``work_queue`` view and the trigger that keeps scrapped tokens scrapped;
+``tests/integration/test_migrations.py`` compares the two. The data model is described
+in ``docs/data-model.md``.
 """
 
 from __future__ import annotations
@@ -42,15 +43,15 @@ def _in(column: str, enum_cls) -> str:
     return f"{column} IN ({', '.join(repr(v) for v in values(enum_cls))})"
 
 
-def _created() -> sa.Column:
+def created_column() -> sa.Column:
     return sa.Column("created_at", Timestamp, nullable=False, server_default=sa.func.current_timestamp())
 
 
-def _updated() -> sa.Column:
+def updated_column() -> sa.Column:
     return sa.Column("updated_at", Timestamp, nullable=False, server_default=sa.func.current_timestamp())
 
 
-def _status(enum_cls, default) -> sa.Column:
+def _status(default) -> sa.Column:
     return sa.Column("status", sa.String(16), nullable=False, server_default=default.value)
 
 
@@ -63,7 +64,7 @@ routing_graph = sa.Table(
     sa.Column("code", sa.String(64), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("status", sa.String(16), nullable=False, server_default="active"),
-    _created(), _updated(),
+    created_column(), updated_column(),
     sa.UniqueConstraint("code", "version"),
     sa.CheckConstraint("status IN ('active', 'retired')", name="status"),
     sa.CheckConstraint("version > 0", name="version_positive"),
@@ -75,7 +76,7 @@ routing_node = sa.Table(
     sa.Column("graph_id", sa.Integer, sa.ForeignKey("routing_graph.id"), nullable=False),
     sa.Column("node_code", sa.String(64), nullable=False),
     sa.Column("kind", sa.String(8), nullable=False),
-    _created(),
+    created_column(),
     sa.UniqueConstraint("graph_id", "node_code"),
     sa.CheckConstraint(_in("kind", NodeKind), name="kind"),
 )
@@ -85,7 +86,7 @@ routing_edge = sa.Table(
     sa.Column("graph_id", sa.Integer, sa.ForeignKey("routing_graph.id"), primary_key=True),
     sa.Column("from_node_id", sa.Integer, sa.ForeignKey("routing_node.id"), primary_key=True),
     sa.Column("to_node_id", sa.Integer, sa.ForeignKey("routing_node.id"), primary_key=True),
-    _created(),
+    created_column(),
     sa.CheckConstraint("from_node_id <> to_node_id", name="no_self_loop"),
 )
 
@@ -97,8 +98,8 @@ hatthasilpa_job = sa.Table(
     sa.Column("quantity", sa.Integer, nullable=False),
     sa.Column("graph_id", sa.Integer, sa.ForeignKey("routing_graph.id"), nullable=False),
     sa.Column("production_mode", sa.String(8), nullable=False, server_default="piece"),
-    _status(JobStatus, JobStatus.PLANNED),
-    _created(), _updated(),
+    _status(JobStatus.PLANNED),
+    created_column(), updated_column(),
     sa.CheckConstraint("quantity > 0", name="quantity_positive"),
     sa.CheckConstraint(_in("production_mode", ProductionMode), name="production_mode"),
     sa.CheckConstraint(_in("status", JobStatus), name="status"),
@@ -109,9 +110,9 @@ job_graph_instance = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("job_id", sa.Integer, sa.ForeignKey("hatthasilpa_job.id"), nullable=False),
     sa.Column("graph_id", sa.Integer, sa.ForeignKey("routing_graph.id"), nullable=False),
-    _status(InstanceStatus, InstanceStatus.ACTIVE),
+    _status(InstanceStatus.ACTIVE),
     sa.Column("archived_at", Timestamp),
-    _created(), _updated(),
+    created_column(), updated_column(),
     sa.CheckConstraint(_in("status", InstanceStatus), name="status"),
     sa.CheckConstraint(
         "(status = 'archived' AND archived_at IS NOT NULL) OR (status <> 'archived' AND archived_at IS NULL)",
@@ -127,7 +128,7 @@ node_instance = sa.Table(
     sa.Column("instance_id", sa.Integer, sa.ForeignKey("job_graph_instance.id"), nullable=False),
     sa.Column("node_id", sa.Integer, sa.ForeignKey("routing_node.id"), nullable=False),
     sa.Column("status", sa.String(16), nullable=False, server_default="open"),
-    _created(), _updated(),
+    created_column(), updated_column(),
     sa.UniqueConstraint("instance_id", "node_id"),
     sa.CheckConstraint("status IN ('open', 'closed', 'archived')", name="status"),
 )
@@ -139,7 +140,8 @@ token_spawn = sa.Table(
     sa.Column("job_id", sa.Integer, sa.ForeignKey("hatthasilpa_job.id"), nullable=False),
     sa.Column("token_count", sa.Integer, nullable=False),
     sa.Column("idempotency_key", sa.String(128)),
-    _created(),
+    sa.Column("superseded_at", Timestamp),  # a repair retired this cycle (a duplicate spawn)
+    created_column(),
     sa.CheckConstraint("token_count > 0", name="token_count_positive"),
     sa.Index("ix_token_spawn_instance_id", "instance_id"),
 )
@@ -153,10 +155,10 @@ flow_token = sa.Table(
     sa.Column("piece_index", sa.Integer, nullable=False),
     sa.Column("current_node_id", sa.Integer, sa.ForeignKey("routing_node.id"), nullable=False),
     sa.Column("serial_code", sa.String(96)),
-    _status(TokenStatus, TokenStatus.READY),
+    _status(TokenStatus.READY),
     sa.Column("scrapped_at", Timestamp),
     sa.Column("completed_at", Timestamp),
-    _created(), _updated(),
+    created_column(), updated_column(),
     sa.UniqueConstraint("spawn_id", "piece_index"),
     sa.CheckConstraint(_in("status", TokenStatus), name="status"),
     sa.CheckConstraint("piece_index > 0", name="piece_index_positive"),
@@ -183,7 +185,7 @@ token_event = sa.Table(
     sa.Column("node_id", sa.Integer, sa.ForeignKey("routing_node.id")),
     sa.Column("actor", sa.String(64)),
     sa.Column("at", Timestamp, nullable=False, server_default=sa.func.current_timestamp()),
-    _created(),
+    created_column(),
     sa.Index("ix_token_event_token_id", "token_id"),
 )
 
@@ -193,7 +195,7 @@ manager_assignment = sa.Table(
     sa.Column("job_id", sa.Integer, sa.ForeignKey("hatthasilpa_job.id"), nullable=False),
     sa.Column("node_id", sa.Integer, sa.ForeignKey("routing_node.id"), nullable=False),
     sa.Column("operator_id", sa.String(64), nullable=False),
-    _created(), _updated(),
+    created_column(), updated_column(),
     sa.UniqueConstraint("job_id", "node_id"),
 )
 
@@ -202,9 +204,9 @@ token_assignment = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("token_id", sa.Integer, sa.ForeignKey("flow_token.id"), nullable=False),
     sa.Column("operator_id", sa.String(64), nullable=False),
-    _status(AssignmentStatus, AssignmentStatus.ACTIVE),
+    _status(AssignmentStatus.ACTIVE),
     sa.Column("source", sa.String(8), nullable=False),
-    _created(), _updated(),
+    created_column(), updated_column(),
     sa.CheckConstraint(_in("status", AssignmentStatus), name="status"),
     sa.CheckConstraint(_in("source", AssignmentSource), name="source"),
     sa.Index("ux_token_assignment_one_active", "token_id", unique=True,
@@ -218,13 +220,13 @@ token_work_session = sa.Table(
     sa.Column("token_id", sa.Integer, sa.ForeignKey("flow_token.id"), nullable=False),
     sa.Column("assignment_id", sa.Integer, sa.ForeignKey("token_assignment.id")),
     sa.Column("operator_id", sa.String(64), nullable=False),
-    _status(SessionStatus, SessionStatus.ACTIVE),
+    _status(SessionStatus.ACTIVE),
     sa.Column("started_at", Timestamp, nullable=False),
     sa.Column("resumed_at", Timestamp),
     sa.Column("ended_at", Timestamp),
     sa.Column("work_seconds", sa.Float, nullable=False, server_default="0"),
     sa.Column("close_reason", sa.String(64)),
-    _created(), _updated(),
+    created_column(), updated_column(),
     sa.CheckConstraint(_in("status", SessionStatus), name="status"),
     sa.CheckConstraint("work_seconds >= 0", name="work_seconds_nonnegative"),
     sa.CheckConstraint(
@@ -249,7 +251,7 @@ serial_registry = sa.Table(
     sa.Column("mode", sa.String(4), nullable=False),
     sa.Column("status", sa.String(16), nullable=False, server_default="issued"),
     sa.Column("version", sa.Integer, nullable=False, server_default="1"),
-    _created(), _updated(),
+    created_column(), updated_column(),
     sa.CheckConstraint(_in("mode", SerialMode), name="mode"),
     sa.CheckConstraint(_in("status", SerialStatus), name="status"),
     sa.Index("ux_serial_registry_token_id", "token_id", unique=True),
@@ -260,7 +262,7 @@ serial_sequence = sa.Table(
     sa.Column("tenant_code", sa.String(32), primary_key=True),
     sa.Column("sku", sa.String(64), primary_key=True),
     sa.Column("last_value", sa.Integer, nullable=False, server_default="0"),
-    _created(), _updated(),
+    created_column(), updated_column(),
 )
 
 serial_outbox = sa.Table(
@@ -275,7 +277,7 @@ serial_outbox = sa.Table(
     sa.Column("last_error", sa.Text),
     sa.Column("next_attempt_at", Timestamp),
     sa.Column("parked_at", Timestamp),
-    _created(),
+    created_column(),
     sa.Index("ix_serial_outbox_pending", "id",
              postgresql_where=sa.text("published_at IS NULL"), sqlite_where=sa.text("published_at IS NULL")),
 )
@@ -286,7 +288,7 @@ command_idempotency = sa.Table(
     sa.Column("command", sa.String(32), nullable=False),
     sa.Column("request_hash", sa.String(64), nullable=False),
     sa.Column("response", sa.JSON, nullable=False),
-    _created(),
+    created_column(),
 )
 
 # The authoritative repair audit: written by ``reconcile`` in the same transaction as the
@@ -305,7 +307,7 @@ tenant_repair_audit = sa.Table(
     sa.Column("after", sa.JSON),
     sa.Column("reason", sa.Text),
     sa.Column("actor", sa.String(64), nullable=False),
-    _created(),
+    created_column(),
     sa.CheckConstraint("outcome IN ('applied', 'skipped')", name="outcome"),
     sa.Index("ux_repair_audit_plan_row", "plan_id", "row_seq", unique=True),
 )
@@ -319,7 +321,7 @@ tenant = sa.Table(
     sa.Column("tenant_code", sa.String(32), nullable=False, unique=True),
     sa.Column("name", sa.String(128), nullable=False),
     sa.Column("is_test_tenant", sa.Boolean, nullable=False, server_default=sa.false()),
-    _created(), _updated(),
+    created_column(), updated_column(),
 )
 
 feature_flag = sa.Table(
@@ -327,7 +329,7 @@ feature_flag = sa.Table(
     sa.Column("tenant_code", sa.String(32), sa.ForeignKey("tenant.tenant_code"), primary_key=True),
     sa.Column("flag_key", sa.String(64), primary_key=True),
     sa.Column("enabled", sa.Boolean, nullable=False),
-    _created(), _updated(),
+    created_column(), updated_column(),
 )
 
 feature_flag_audit = sa.Table(
@@ -338,7 +340,7 @@ feature_flag_audit = sa.Table(
     sa.Column("old_enabled", sa.Boolean),
     sa.Column("new_enabled", sa.Boolean, nullable=False),
     sa.Column("actor", sa.String(64), nullable=False),
-    _created(),
+    created_column(),
 )
 
 core_serial_registry = sa.Table(
@@ -351,7 +353,7 @@ core_serial_registry = sa.Table(
     sa.Column("mode", sa.String(4), nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("version", sa.Integer, nullable=False, server_default="1"),
-    _created(), _updated(),
+    created_column(), updated_column(),
     sa.CheckConstraint(_in("mode", SerialMode), name="mode"),
     sa.CheckConstraint(_in("status", SerialStatus), name="status"),
     sa.Index("ix_serial_registry_tenant_code", "tenant_code"),
@@ -366,91 +368,7 @@ serial_event_receipt = sa.Table(
     sa.Column("serial_code", sa.String(96), nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("deliveries", sa.Integer, nullable=False, server_default="1"),
-    _created(), _updated(),
+    created_column(), updated_column(),
     sa.CheckConstraint("deliveries > 0", name="deliveries_positive"),
     sa.Index("ix_serial_event_receipt_serial_code", "serial_code"),
-)
-
-# --------------------------------------------------------------------------- monitor
-monitor_metadata = sa.MetaData(naming_convention=NAMING)
-
-check_run = sa.Table(
-    "check_run", monitor_metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("started_at", Timestamp, nullable=False),
-    sa.Column("finished_at", Timestamp),
-    sa.Column("trigger", sa.String(32), nullable=False, server_default="cli"),
-    sa.Column("status", sa.String(16), nullable=False, server_default="finished"),
-    sa.Column("selection", sa.JSON),
-    sa.Column("violation_count", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("error_count", sa.Integer, nullable=False, server_default="0"),
-    _created(),
-    sa.CheckConstraint("status IN ('running', 'finished')", name="status"),
-)
-
-finding = sa.Table(
-    "finding", monitor_metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("run_id", sa.Integer, sa.ForeignKey("check_run.id"), nullable=False),
-    sa.Column("tenant_code", sa.String(32), nullable=False),
-    sa.Column("check_id", sa.String(64), nullable=False),
-    sa.Column("family", sa.String(16)),
-    sa.Column("severity", sa.String(16), nullable=False),
-    sa.Column("count", sa.Integer, nullable=False, server_default="0"),
-    sa.Column("sample", sa.JSON, nullable=False),
-    sa.Column("started_at", Timestamp, nullable=False),
-    sa.Column("finished_at", Timestamp, nullable=False),
-    sa.Column("duration_seconds", sa.Float, nullable=False),
-    sa.Column("error", sa.Text),
-    _created(),
-    sa.Index("ix_finding_tenant_check", "tenant_code", "check_id", "id"),
-    sa.Index("ix_finding_run_id", "run_id"),
-)
-
-# Repairs (SPEC §7): a plan is an immutable list of rows with a content hash; an approval
-# names the hash it approves; the audit is a copy of the tenant's authoritative rows.
-repair_plan = sa.Table(
-    "repair_plan", monitor_metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("tenant_code", sa.String(32), nullable=False),
-    sa.Column("checks", sa.JSON, nullable=False),
-    sa.Column("rows", sa.JSON, nullable=False),
-    sa.Column("guidance", sa.JSON, nullable=False),
-    sa.Column("hash", sa.String(64), nullable=False),
-    sa.Column("row_cap", sa.Integer, nullable=False),
-    sa.Column("created_by", sa.String(64), nullable=False),
-    _created(),
-    sa.Index("ix_repair_plan_tenant_code", "tenant_code"),
-)
-
-repair_approval = sa.Table(
-    "repair_approval", monitor_metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("plan_id", sa.String(32), sa.ForeignKey("repair_plan.id"), nullable=False),
-    sa.Column("plan_hash", sa.String(64), nullable=False),
-    sa.Column("approved_by", sa.String(64), nullable=False),
-    sa.Column("approved_at", Timestamp, nullable=False),
-    _created(),
-    sa.Index("ix_repair_approval_plan_id", "plan_id"),
-)
-
-repair_audit = sa.Table(
-    "repair_audit", monitor_metadata,
-    sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("tenant_code", sa.String(32), nullable=False),
-    sa.Column("tenant_audit_id", sa.Integer, nullable=False),
-    sa.Column("plan_id", sa.String(32), nullable=False),
-    sa.Column("row_seq", sa.Integer, nullable=False),
-    sa.Column("check_id", sa.String(64), nullable=False),
-    sa.Column("action", sa.String(32), nullable=False),
-    sa.Column("outcome", sa.String(16), nullable=False),
-    sa.Column("row_key", sa.JSON, nullable=False),
-    sa.Column("before", sa.JSON),
-    sa.Column("after", sa.JSON),
-    sa.Column("reason", sa.Text),
-    sa.Column("actor", sa.String(64), nullable=False),
-    sa.Column("applied_at", Timestamp, nullable=False),
-    _created(),
-    sa.UniqueConstraint("tenant_code", "tenant_audit_id"),
-    sa.Index("ix_repair_audit_plan_id", "plan_id"),
 )

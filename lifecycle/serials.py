@@ -1,4 +1,4 @@
-"""Serial numbers of finished pieces (SPEC §4.6) and the tenant side of their outbox.
+"""Serial numbers of finished pieces (docs/lifecycle.md §6) and the tenant side of their outbox.
 
 WARNING — part of the token lifecycle core: serial registry integrity depends on
 everything here happening in the caller's one transaction.

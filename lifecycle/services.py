@@ -1,4 +1,4 @@
-"""Lifecycle use cases (SPEC §4): jobs, start/spawn, cancel as a hard reset, restore.
+"""Lifecycle use cases (docs/lifecycle.md): jobs, start/spawn, cancel as a hard reset, restore.
 
 WARNING — this module is the Hatthasilpa token lifecycle core. Changes here must keep
 token idempotency, the graph-instance state machine and the no-reuse rule intact;
@@ -17,10 +17,11 @@ import sqlalchemy as sa
 
 from . import assignments, graphs, idempotency, serials, tokens
 from .assignments import close_open_sessions, expire_active_assignments
-from .lookup import active_instance, get_job
 from .errors import Conflict, InvalidTransition, MixedTokenStates, ValidationError
-from .schema import hatthasilpa_job, job_graph_instance, routing_graph, token_spawn
-from .states import JOB_TRANSITIONS, JobStatus, ProductionMode, TokenStatus, require_job_transition, sources, values
+from .lookup import active_instance, get_job
+from .schema import flow_token, hatthasilpa_job, job_graph_instance, routing_graph, token_spawn
+from .states import (JOB_TRANSITIONS, JobStatus, ProductionMode, TokenStatus, is_mixed, require_job_transition,
+                     sources, values)
 from .uow import UnitOfWork, iso
 
 MAX_QUANTITY = 100_000
@@ -72,16 +73,16 @@ def create_job(uow: UnitOfWork, job_code: str, sku: str, quantity: object, graph
 
 
 def _ensure_token_set(uow: UnitOfWork, job: sa.Row, idempotency_key: str | None, actor: str) -> dict:
-    """The spawn guard of SPEC §4.2, on the job's active instance (created when missing)."""
+    """The spawn guard of docs/lifecycle.md §2, on the job's active instance (created when missing)."""
     node_ids = graphs.node_ids(uow.conn, job.graph_id)
     archived: list[int] = []
     instance = active_instance(uow, job.id)
     instance_id = instance.id if instance else tokens.create_instance(uow, job.id, job.graph_id, node_ids)
-    counts = tokens.count_by_status(uow, instance_id)
+    counts = tokens.count_by_status(uow, instance_id, current_cycles=True)
     live = sum(counts.get(s, 0) for s in tokens.LIVE)
     completed = counts.get(TokenStatus.COMPLETED.value, 0)
     scrapped = counts.get(TokenStatus.SCRAPPED.value, 0)
-    if scrapped and (live or completed):
+    if is_mixed(counts):
         raise MixedTokenStates(
             f"instance {instance_id} of job {job.job_code} holds {scrapped} scrapped and {live + completed} "
             "live or completed tokens",
@@ -135,7 +136,7 @@ def spawn_tokens(uow: UnitOfWork, job_code: str, idempotency_key: str | None = N
 
 
 def cancel_job(uow: UnitOfWork, job_code: str, idempotency_key: str | None = None, actor: str = "system") -> dict:
-    """Cancel = hard reset (SPEC §4.3), in the caller's one transaction."""
+    """Cancel = hard reset (docs/lifecycle.md §3), in the caller's one transaction."""
     idempotency.check_key(idempotency_key)
     job = get_job(uow, job_code, lock=True)
 
@@ -154,21 +155,27 @@ def cancel_job(uow: UnitOfWork, job_code: str, idempotency_key: str | None = Non
 
 
 def hard_reset(uow: UnitOfWork, job: sa.Row, actor: str) -> dict:
-    """Scrap every live token of the job, close their sessions, expire their
-    assignments, void their serials (through the outbox) and archive its instances.
+    """Retire every live token of the job (``retire_tokens``) and archive its instances.
     The job row must already be locked."""
-    live = tokens.lock_live_tokens(uow, job.id)
-    ids = [t.id for t in live]
-    closed = close_open_sessions(uow, ids, reason="job_cancelled")
+    live = tokens.lock(uow, flow_token.c.job_id == job.id, flow_token.c.status.in_(tokens.LIVE))
+    retired = retire_tokens(uow, live, actor, event="scrapped_by_cancel", close_reason="job_cancelled")
+    return {**retired, "archived_instance_ids": tokens.archive_instances(uow, job.id)}
+
+
+def retire_tokens(uow: UnitOfWork, rows: list[sa.Row], actor: str, event: str, close_reason: str) -> dict:
+    """The hard reset's steps for the given tokens (rows read under their row lock): close
+    their open sessions, expire their active assignments, scrap them (each with its event)
+    and void their issued serials through the outbox. Cancel and the repairs both use it."""
+    ids = [t.id for t in rows]
+    closed = close_open_sessions(uow, ids, reason=close_reason)
     expired = expire_active_assignments(uow, ids)
-    scrapped = tokens.scrap(uow, live, actor=actor, reason="scrapped_by_cancel")
+    scrapped = tokens.move(uow, rows, TokenStatus.SCRAPPED, event, actor, strict=False)
     voided = serials.void_for_tokens(uow, scrapped)
-    archived = tokens.archive_instances(uow, job.id)
     return {"scrapped_token_ids": scrapped, "closed_session_ids": closed, "expired_assignment_ids": expired,
-            "archived_instance_ids": archived, "voided_serials": voided}
+            "voided_serials": voided}
 
 
-def restore_job(uow: UnitOfWork, job_code: str, idempotency_key: str | None = None, actor: str = "system") -> dict:
+def restore_job(uow: UnitOfWork, job_code: str, idempotency_key: str | None = None) -> dict:
     idempotency.check_key(idempotency_key)
     job = get_job(uow, job_code, lock=True)
 
@@ -179,7 +186,7 @@ def restore_job(uow: UnitOfWork, job_code: str, idempotency_key: str | None = No
     return idempotency.run(uow, idempotency_key, "job.restore", {"job_code": job_code}, action)
 
 
-def archive_job(uow: UnitOfWork, job_code: str, idempotency_key: str | None = None, actor: str = "system") -> dict:
+def archive_job(uow: UnitOfWork, job_code: str, idempotency_key: str | None = None) -> dict:
     idempotency.check_key(idempotency_key)
     job = get_job(uow, job_code, lock=True)
 

@@ -1,4 +1,4 @@
-"""Work sessions (SPEC §4.4): start, pause, resume, complete — none of which can race.
+"""Work sessions (docs/lifecycle.md §4): start, pause, resume, complete — none of which can race.
 
 Lock order, the same in every lifecycle writer: the job row first, then token rows.
 Session commands take the job row FOR SHARE (so a cancel, which takes it FOR UPDATE,
@@ -9,7 +9,9 @@ FOR UPDATE instead, because finishing the last token completes the job. On SQLit
 
 The database backs every rule: one open session per token, one running session per
 operator, one active assignment per token (partial unique indexes). A unique-index
-violation from a race the locks did not cover becomes the same refusal the checks give.
+violation from a race the locks did not cover becomes, by the index's name
+(``lifecycle.constraints``), the same refusal the checks give. Guarded by
+``tests/integration/test_sessions.py`` and ``tests/integration/test_session_races.py``.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
-from . import assignments, serials, tokens
+from . import assignments, constraints, serials, tokens
 from .errors import InvalidTransition, OperatorBusy, TokenBusy, ValidationError
 from .lookup import get_job_by_id, get_token
 from .schema import (
@@ -59,13 +61,9 @@ def _require_operator_free(uow: UnitOfWork, operator_id: str) -> None:
     """An operator holds at most one running session (the database's partial unique index agrees)."""
     running = _running_session_of(uow, operator_id)
     if running is not None:
-        raise _operator_busy(operator_id, running)
-
-
-def _operator_busy(operator_id: str, session: sa.Row | None) -> OperatorBusy:
-    where = f" (session {session.id} on token {session.token_id})" if session is not None else ""
-    return OperatorBusy(f"operator {operator_id} already has a running session{where}",
-                        hint="pause or complete the running session first")
+        raise OperatorBusy(f"operator {operator_id} already has a running session "
+                           f"(session {running.id} on token {running.token_id})",
+                           hint="pause or complete the running session first")
 
 
 def _require_workable(uow: UnitOfWork, job: sa.Row, token: sa.Row) -> None:
@@ -77,20 +75,6 @@ def _require_workable(uow: UnitOfWork, job: sa.Row, token: sa.Row) -> None:
             hint="only tokens of an in-progress job on its active instance can be worked")
     if token.status in (TokenStatus.SCRAPPED.value, TokenStatus.COMPLETED.value):
         raise InvalidTransition(f"token {token.id} is {token.status}", hint="take a ready token from the work queue")
-
-
-def _set_token(uow: UnitOfWork, token: sa.Row, to: TokenStatus, event: str, actor: str,
-               node_id: int | None = None, **extra) -> None:
-    """Guarded token move with its lineage event."""
-    now = uow.now()
-    moved = uow.conn.execute(
-        flow_token.update().where(flow_token.c.id == token.id, flow_token.c.status == token.status)
-        .values(status=to.value, current_node_id=node_id or token.current_node_id, updated_at=now, **extra)
-        .returning(flow_token.c.id)).first()
-    if moved is None:
-        raise TokenBusy(f"token {token.id} changed meanwhile", hint="read it again and retry")
-    tokens.record_events(uow, [{"token_id": token.id, "event_type": event, "from_status": token.status,
-                                "to_status": to.value, "node_id": node_id or token.current_node_id, "actor": actor}])
 
 
 def _session_result(uow: UnitOfWork, session_id: int, **extra) -> dict:
@@ -144,11 +128,9 @@ def start(uow: UnitOfWork, token_id: object, operator_id: str) -> dict:
                 token_id=token.id, assignment_id=assignment_id, operator_id=operator_id,
                 status=SessionStatus.ACTIVE.value, started_at=now, work_seconds=0, created_at=now, updated_at=now,
             ).returning(token_work_session.c.id)).scalar_one()
-    except IntegrityError as exc:
-        if "operator" in str(exc.orig):
-            raise _operator_busy(operator_id, None) from exc
-        raise TokenBusy(f"token {token.id} was taken meanwhile", hint="take another ready token") from exc
-    _set_token(uow, token, TokenStatus.ACTIVE, "session_started", operator_id)
+    except IntegrityError as exc:  # a race the locks did not cover: the indexes decide
+        raise constraints.refusal(exc) from exc
+    tokens.move(uow, [token], TokenStatus.ACTIVE, "session_started", operator_id)
     return _session_result(uow, session_id)
 
 
@@ -162,7 +144,7 @@ def pause(uow: UnitOfWork, token_id: object, operator_id: str) -> dict:
     now = uow.now()
     uow.conn.execute(token_work_session.update().where(token_work_session.c.id == session.id).values(
         status=SessionStatus.PAUSED.value, work_seconds=assignments.worked_seconds(session, now), updated_at=now))
-    _set_token(uow, token, TokenStatus.PAUSED, "session_paused", operator_id)
+    tokens.move(uow, [token], TokenStatus.PAUSED, "session_paused", operator_id)
     return _session_result(uow, session.id)
 
 
@@ -180,8 +162,8 @@ def resume(uow: UnitOfWork, token_id: object, operator_id: str, locked: tuple | 
             uow.conn.execute(token_work_session.update().where(token_work_session.c.id == session.id).values(
                 status=SessionStatus.ACTIVE.value, resumed_at=now, updated_at=now))
     except IntegrityError as exc:
-        raise _operator_busy(operator_id, None) from exc
-    _set_token(uow, token, TokenStatus.ACTIVE, "session_resumed", operator_id)
+        raise constraints.refusal(exc) from exc
+    tokens.move(uow, [token], TokenStatus.ACTIVE, "session_resumed", operator_id)
     return _session_result(uow, session.id)
 
 
@@ -228,11 +210,11 @@ def complete(uow: UnitOfWork, token_id: object, operator_id: str, next_node: str
                          .values(status=AssignmentStatus.DONE.value, updated_at=now))
     job_completed = False
     if target_id is None:
-        _set_token(uow, token, TokenStatus.COMPLETED, "completed", operator_id, completed_at=now)
+        tokens.move(uow, [token], TokenStatus.COMPLETED, "completed", operator_id)
         serials.complete_serial(uow, token.id)
         job_completed = _complete_job_when_done(uow, job, token.instance_id)
     else:
-        _set_token(uow, token, TokenStatus.READY, "routed", operator_id, node_id=target_id)
+        tokens.move(uow, [token], TokenStatus.READY, "routed", operator_id, node_id=target_id)
         assignments.propagate(uow, job.id, [token.id])
     return _session_result(uow, session.id, job_completed=job_completed)
 

@@ -15,14 +15,16 @@ from .states import (INITIAL, INSTANCE_TRANSITIONS, JOB_TRANSITIONS, SERIAL_TRAN
 DOC = Path(__file__).resolve().parent.parent / "docs" / "state-machines.md"
 
 MACHINES = [
-    ("Job", JobStatus, JOB_TRANSITIONS, "`hatthasilpa_job.status` (SPEC §4.1). Any other move is refused with "
+    ("Job", JobStatus, JOB_TRANSITIONS, "`hatthasilpa_job.status`. Any other move is refused with "
                                         "`INVALID_TRANSITION` and writes nothing."),
     ("Graph instance", InstanceStatus, INSTANCE_TRANSITIONS,
      "`job_graph_instance.status`. At most one `active` instance per job; an archived instance is never reused."),
     ("Token", TokenStatus, TOKEN_TRANSITIONS,
-     "`flow_token.status`. `scrapped` is final, enforced by a database trigger."),
+     "`flow_token.status`. Every move goes through `lifecycle.tokens.move`, which refuses one this diagram "
+     "does not show (`INVALID_TRANSITION`, nothing written) and appends a `token_event`; the repair moves are "
+     "drawn too. `scrapped` is final, enforced by a database trigger."),
     ("Serial", SerialStatus, SERIAL_TRANSITIONS,
-     "`serial_registry.status` (SPEC §4.6), tenant and core. Every change bumps the serial's `version` and writes a "
+     "`serial_registry.status`, tenant and core. Every change bumps the serial's `version` and writes a "
      "`serial_outbox` row in the same transaction; a voided number is never reused."),
 ]
 

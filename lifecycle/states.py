@@ -1,9 +1,12 @@
 """States and transitions, declared once.
 
-Each state machine is an enum plus a transition table. The services guard every
-status change with these tables, the schema derives its CHECK constraints from the
-enums, and ``lifecycle.statedocs`` draws the Mermaid diagrams in ``docs/`` from them,
-so code, database and documentation cannot drift apart.
+Each state machine is an enum plus a transition table. Every status change of a job,
+a token or a serial is guarded by its table (``require_*_transition`` before a guarded
+``UPDATE … WHERE status IN …``), the schema derives the CHECK constraints of these
+status columns from the enums, and ``lifecycle.statedocs`` draws the Mermaid diagrams
+of ``docs/state-machines.md`` from the tables, so code, database and documentation
+cannot drift apart. Guarded by ``tests/unit/test_states.py`` and
+``tests/unit/test_statedocs.py``.
 """
 
 from __future__ import annotations
@@ -77,6 +80,21 @@ class SerialMode(str, enum.Enum):
 LIVE_TOKEN_STATUSES = (TokenStatus.READY, TokenStatus.ACTIVE, TokenStatus.PAUSED)
 OPEN_SESSION_STATUSES = (SessionStatus.ACTIVE, SessionStatus.PAUSED)
 
+# A "mixed" instance holds scrapped tokens of a current (not superseded) spawn cycle beside
+# tokens in one of these statuses. The spawn guard refuses to spawn on it
+# (MIXED_TOKEN_STATES) and the ``mixed_token_states`` check reports it: both read this.
+MIXED_WITH_SCRAPPED = LIVE_TOKEN_STATUSES + (TokenStatus.COMPLETED,)
+
+
+def is_mixed(counts: dict[str, int]) -> bool:
+    """Token counts by status (of an instance's current spawn cycles) that make it mixed."""
+    return bool(counts.get(TokenStatus.SCRAPPED.value)) and any(counts.get(s.value) for s in MIXED_WITH_SCRAPPED)
+
+
+def sql_list(statuses) -> str:
+    """``('a', 'b')`` — a status set as an SQL literal list, for the check catalogue's queries."""
+    return "(" + ", ".join(f"'{s.value}'" for s in statuses) + ")"
+
 # (from, to): the command or event that takes it.
 JOB_TRANSITIONS: dict[tuple[JobStatus, JobStatus], str] = {
     (JobStatus.PLANNED, JobStatus.IN_PROGRESS): "start",
@@ -94,15 +112,20 @@ INSTANCE_TRANSITIONS: dict[tuple[InstanceStatus, InstanceStatus], str] = {
     (InstanceStatus.COMPLETED, InstanceStatus.ARCHIVED): "job archived",
 }
 
+# Every token move goes through ``lifecycle.tokens.move``, which checks this table. The
+# repair moves are here too: a token a repair releases (its session closed under it) goes
+# back to ready, and a resurrected token — completed included — goes back to scrapped.
 TOKEN_TRANSITIONS: dict[tuple[TokenStatus, TokenStatus], str] = {
     (TokenStatus.READY, TokenStatus.ACTIVE): "session start",
     (TokenStatus.ACTIVE, TokenStatus.PAUSED): "session pause",
     (TokenStatus.PAUSED, TokenStatus.ACTIVE): "session resume",
-    (TokenStatus.ACTIVE, TokenStatus.READY): "session complete (next node)",
+    (TokenStatus.ACTIVE, TokenStatus.READY): "session complete (next node) / repair release",
+    (TokenStatus.PAUSED, TokenStatus.READY): "repair release",
     (TokenStatus.ACTIVE, TokenStatus.COMPLETED): "session complete (end node)",
     (TokenStatus.READY, TokenStatus.SCRAPPED): "cancel / repair",
     (TokenStatus.ACTIVE, TokenStatus.SCRAPPED): "cancel / repair",
     (TokenStatus.PAUSED, TokenStatus.SCRAPPED): "cancel / repair",
+    (TokenStatus.COMPLETED, TokenStatus.SCRAPPED): "repair (a resurrected token)",
 }
 
 SERIAL_TRANSITIONS: dict[tuple[SerialStatus, SerialStatus], str] = {
@@ -119,17 +142,25 @@ def sources(table: dict, target) -> tuple:
     return tuple(src for (src, dst) in table if dst == target)
 
 
+def _require(table: dict, what: str, current, target) -> None:
+    if (current, target) not in table:
+        allowed = sorted(dst.value for (src, dst) in table if src == current)
+        raise InvalidTransition(
+            f"{what} cannot go from {current.value} to {target.value}",
+            hint=(f"from {current.value} it may go to: {', '.join(allowed)}" if allowed
+                  else f"{current.value} is final"),
+            current=current.value, target=target.value,
+        )
+
+
 def require_job_transition(current: JobStatus | str, target: JobStatus, job_code: str) -> None:
     """Raise INVALID_TRANSITION unless the job state machine allows ``current → target``."""
-    current = JobStatus(current)
-    if (current, target) not in JOB_TRANSITIONS:
-        allowed = sorted(dst.value for (src, dst) in JOB_TRANSITIONS if src == current)
-        raise InvalidTransition(
-            f"job {job_code} cannot go from {current.value} to {target.value}",
-            hint=(f"from {current.value} a job may go to: {', '.join(allowed)}" if allowed
-                  else f"{current.value} is final"),
-            job_code=job_code, current=current.value, target=target.value,
-        )
+    _require(JOB_TRANSITIONS, f"job {job_code}", JobStatus(current), target)
+
+
+def require_token_transition(current: TokenStatus | str, target: TokenStatus, token_id: int) -> None:
+    """Raise INVALID_TRANSITION unless the token state machine allows ``current → target``."""
+    _require(TOKEN_TRANSITIONS, f"token {token_id}", TokenStatus(current), target)
 
 
 def values(enum_cls) -> list[str]:

@@ -1,8 +1,12 @@
 """Tokens, spawn cycles and their lineage.
 
-Every token status change goes through this module and appends a ``token_event``
-row in the same transaction. Updates are guarded (``WHERE status IN …``) so a token
-that moved meanwhile is left alone rather than overwritten.
+Invariant: every token status change — spawn aside, which creates tokens ``ready`` —
+goes through :func:`move`, which refuses a move ``lifecycle.states.TOKEN_TRANSITIONS``
+does not list (INVALID_TRANSITION, before anything is written), updates with a guard
+(``WHERE status = <the status it was read in>``) so a token that moved meanwhile is not
+overwritten, keeps the status timestamps consistent, and appends a ``token_event`` per
+moved token in the same transaction. Guarded by ``tests/integration/test_token_moves.py``
+and the lifecycle and session suites.
 """
 
 from __future__ import annotations
@@ -10,7 +14,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from .schema import flow_token, job_graph_instance, node_instance, token_event, token_spawn
-from .states import LIVE_TOKEN_STATUSES, InstanceStatus, TokenStatus
+from .errors import TokenBusy
+from .states import LIVE_TOKEN_STATUSES, InstanceStatus, TokenStatus, require_token_transition
 from .uow import UnitOfWork
 
 LIVE = [s.value for s in LIVE_TOKEN_STATUSES]
@@ -48,10 +53,23 @@ def archive_instances(uow: UnitOfWork, job_id: int) -> list[int]:
     return sorted(archived)
 
 
-def count_by_status(uow: UnitOfWork, instance_id: int) -> dict[str, int]:
-    rows = uow.conn.execute(sa.select(flow_token.c.status, sa.func.count())
-                            .where(flow_token.c.instance_id == instance_id).group_by(flow_token.c.status))
-    return {status: n for status, n in rows}
+def count_by_status(uow: UnitOfWork, instance_id: int, current_cycles: bool = False) -> dict[str, int]:
+    """Token counts by status on an instance; ``current_cycles`` leaves out the tokens of
+    spawn cycles a repair superseded."""
+    query = sa.select(flow_token.c.status, sa.func.count()).where(flow_token.c.instance_id == instance_id)
+    if current_cycles:
+        query = query.join(token_spawn, token_spawn.c.id == flow_token.c.spawn_id) \
+            .where(token_spawn.c.superseded_at.is_(None))
+    return {status: n for status, n in uow.conn.execute(query.group_by(flow_token.c.status))}
+
+
+def supersede_cycles(uow: UnitOfWork, spawn_ids: list[int]) -> list[int]:
+    """Mark spawn cycles superseded (a repair retired them); return those it marked."""
+    if not spawn_ids:
+        return []
+    return sorted(uow.conn.execute(
+        token_spawn.update().where(token_spawn.c.id.in_(spawn_ids), token_spawn.c.superseded_at.is_(None))
+        .values(superseded_at=uow.now()).returning(token_spawn.c.id)).scalars())
 
 
 def token_ids(uow: UnitOfWork, instance_id: int, statuses: list[str] | None = None) -> list[int]:
@@ -82,25 +100,41 @@ def spawn(uow: UnitOfWork, job: sa.Row, instance_id: int, start_node_id: int,
     return spawn_id, ids
 
 
-def lock_live_tokens(uow: UnitOfWork, job_id: int) -> list[sa.Row]:
-    """Every live token of a job, on any instance, locked for update."""
-    return list(uow.conn.execute(
-        sa.select(flow_token.c.id, flow_token.c.status, flow_token.c.current_node_id)
-        .where(flow_token.c.job_id == job_id, flow_token.c.status.in_(LIVE))
-        .order_by(flow_token.c.id).with_for_update()))
+def move(uow: UnitOfWork, tokens: list[sa.Row], to: TokenStatus, event: str, actor: str, *,
+         node_id: int | None = None, strict: bool = True) -> list[int]:
+    """Move tokens (rows with ``id``, ``status``, ``current_node_id``, as read under their
+    row lock) to ``to``; return the ids that moved.
 
-
-def scrap(uow: UnitOfWork, tokens: list[sa.Row], actor: str, reason: str) -> list[int]:
-    """Scrap the given live tokens (rows with id, status, current_node_id)."""
-    if not tokens:
-        return []
+    Every move is checked against the token state machine before anything is written.
+    ``node_id`` also moves them to that node (routing). A token whose status changed
+    since it was read is TOKEN_BUSY when ``strict``, else left alone and left out.
+    """
+    for token in tokens:
+        require_token_transition(token.status, to, token.id)
     now = uow.now()
-    ids = [t.id for t in tokens]
-    scrapped = set(uow.conn.execute(
-        flow_token.update().where(flow_token.c.id.in_(ids), flow_token.c.status.in_(LIVE))
-        .values(status=TokenStatus.SCRAPPED.value, scrapped_at=now, updated_at=now)
-        .returning(flow_token.c.id)).scalars())
-    record_events(uow, [{"token_id": t.id, "event_type": reason, "from_status": t.status,
-                         "to_status": TokenStatus.SCRAPPED.value, "node_id": t.current_node_id, "actor": actor}
-                        for t in tokens if t.id in scrapped])
-    return sorted(scrapped)
+    values = {"status": to.value, "updated_at": now}
+    if node_id is not None:
+        values["current_node_id"] = node_id
+    if to is TokenStatus.SCRAPPED:
+        values.update(scrapped_at=sa.func.coalesce(flow_token.c.scrapped_at, now), completed_at=None)
+    elif to is TokenStatus.COMPLETED:
+        values["completed_at"] = now
+    moved: set[int] = set()
+    for status in sorted({t.status for t in tokens}):
+        ids = [t.id for t in tokens if t.status == status]
+        moved |= set(uow.conn.execute(
+            flow_token.update().where(flow_token.c.id.in_(ids), flow_token.c.status == status)
+            .values(**values).returning(flow_token.c.id)).scalars())
+    if strict and len(moved) < len(tokens):
+        stale = sorted(t.id for t in tokens if t.id not in moved)
+        raise TokenBusy(f"token {stale[0]} changed meanwhile", hint="read it again and retry")
+    record_events(uow, [{"token_id": t.id, "event_type": event, "from_status": t.status, "to_status": to.value,
+                         "node_id": node_id or t.current_node_id, "actor": actor}
+                        for t in tokens if t.id in moved])
+    return sorted(moved)
+
+
+def lock(uow: UnitOfWork, *where) -> list[sa.Row]:
+    """The tokens matching ``where``, locked for update, in id order (the lock order)."""
+    return list(uow.conn.execute(sa.select(flow_token.c.id, flow_token.c.status, flow_token.c.current_node_id)
+                                 .where(*where).order_by(flow_token.c.id).with_for_update()))

@@ -6,9 +6,9 @@ at the end, and anything that leaves the ``with`` block without that commit,
 an error included, is rolled back.
 
 A tenant unit of work may carry a :class:`TenantInfo` — the tenant's code, kind and
-feature flags as read from the core DB by whoever opened it (the CLI, a test) — so
-the use cases that depend on them (serial policy) get them explicitly, never from a
-global.
+feature flags as read from the core DB (``lifecycle.registry.tenant_info``, or
+``registry.tenant_uow`` which opens the unit of work with it) — so the use cases that
+depend on them (serial policy) get them explicitly, never from a global.
 """
 
 from __future__ import annotations
@@ -38,19 +38,12 @@ class TenantInfo:
     def flag(self, key: str) -> bool:
         return bool(self.flags.get(key, False))
 
-    @classmethod
-    def from_registry(cls, row: dict) -> "TenantInfo":
-        """Build it from ``lifecycle.registry.get_tenant``'s answer."""
-        return cls(code=row["tenant_code"], is_test_tenant=bool(row["is_test_tenant"]), flags=dict(row["flags"]))
-
 
 class UnitOfWork:
-    def __init__(self, engine: sa.Engine, clock: Clock = utcnow, tenant_code: str | None = None,
-                 tenant: TenantInfo | None = None) -> None:
+    def __init__(self, engine: sa.Engine, clock: Clock = utcnow, tenant: TenantInfo | None = None) -> None:
         self.engine = engine
         self.clock = clock
         self.tenant = tenant
-        self.tenant_code = tenant_code if tenant_code is not None or tenant is None else tenant.code
         self.conn: sa.Connection | None = None
         self._tx: sa.RootTransaction | None = None
 
@@ -71,10 +64,6 @@ class UnitOfWork:
 
     def now(self) -> dt.datetime:
         return self.clock()
-
-    @property
-    def is_postgres(self) -> bool:
-        return self.engine.dialect.name == "postgresql"
 
 
 def as_utc(value: dt.datetime | str | None) -> dt.datetime | None:

@@ -1,79 +1,89 @@
-"""Monitor assets, one partition per tenant: they run the catalogue and write the monitor store."""
+"""Monitor assets, one partition per tenant: they run the catalogue and write the monitor store.
+
+Split by cost (``docs/operations.md``): ``integrity_findings`` every 15 minutes (the checks
+that touch only live rows), ``integrity_history`` and ``serial_reconciliation`` hourly (the
+history readers, and the tenant/core comparisons), ``gx_validation`` nightly.
+"""
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from checks import gx, metrics
+from checks.report import findings_table
 from checks.runner import run_checks
 from lifecycle.errors import HatthasilpaError
+from reconcile.metrics import SOURCES
 
-from .checks import GX_SPECS, INTEGRITY_CHECKS, RECONCILIATION_CHECKS, check_result, gx_check_name, specs
+from .checks import GX_SPECS, HISTORY_CHECKS, LIVE_CHECKS, RECONCILIATION_CHECKS, check_result, gx_check_name, specs
 from .errors import as_failure
 from .partitions import tenant_partitions
 from .resources import CoreDatabase, MonitorStore, Pushgateway, TenantDatabases, store_settings
 
 
-def findings_table(results) -> str:
-    lines = ["| check | severity | count | error |", "|---|---|---|---|"]
-    lines += [f"| {r.check} | {r.severity} | {r.count} | {r.error or ''} |" for r in results]
-    return "\n".join(lines)
+def _materialization(context: AssetExecutionContext, report, pushgateway: Pushgateway, settings,
+                     check_names=None, **metadata) -> MaterializeResult:
+    gateway = pushgateway.resolved_url()
+    if gateway:
+        for failure in metrics.push(settings, gateway, [context.partition_key], SOURCES):
+            context.log.error(f"pushing metrics to {gateway} failed: {failure}")  # the store still holds them
+    rows = [r.to_dict() for r in report.results]
+    return MaterializeResult(
+        metadata={"run_id": report.run_id, "violations": sum(r.count for r in report.results),
+                  "errors": sum(1 for r in report.results if r.error),
+                  "findings": MetadataValue.md(findings_table(rows, markdown=True)), **metadata},
+        check_results=[check_result(r, check_names(r) if check_names else None) for r in report.results])
 
 
 def run_catalogue(context: AssetExecutionContext, checks, core_db, tenant_dbs, monitor_store, pushgateway):
-    settings = store_settings(core_db, tenant_dbs, monitor_store)
-    tenant = context.partition_key
+    settings = store_settings(core_db, tenant_dbs, monitor_store, read_only=True)
 
     def progress(_tenant, check_id, done, total, result):
         if result is not None:
             context.log.debug(f"{check_id}: {result.count} rows ({done}/{total})")
 
     try:
-        report = run_checks(settings, tenants=[tenant], checks=checks, trigger="dagster", progress=progress)
+        report = run_checks(settings, tenants=[context.partition_key], checks=checks, trigger="dagster",
+                            progress=progress)
     except HatthasilpaError as exc:
         raise as_failure(exc) from exc
-    gateway = pushgateway.resolved_url()
-    if gateway:
-        try:
-            metrics.push(settings, gateway, tenant)
-        except OSError as exc:  # the store and /metrics still hold the results
-            context.log.error(f"pushing metrics to {gateway} failed: {exc}")
-    return MaterializeResult(
-        metadata={"run_id": report.run_id, "violations": sum(r.count for r in report.results),
-                  "errors": sum(1 for r in report.results if r.error),
-                  "findings": MetadataValue.md(findings_table(report.results))},
-        check_results=[check_result(r) for r in report.results])
+    return _materialization(context, report, pushgateway, settings)
 
 
-@asset(partitions_def=tenant_partitions, check_specs=specs("integrity_findings", INTEGRITY_CHECKS),
+@asset(partitions_def=tenant_partitions, check_specs=specs("integrity_findings", LIVE_CHECKS),
        group_name="integrity", kinds={"sql"})
 def integrity_findings(context: AssetExecutionContext, core_db: CoreDatabase, tenant_dbs: TenantDatabases,
                        monitor_store: MonitorStore, pushgateway: Pushgateway) -> MaterializeResult:
-    """Findings of the tenant-database checks (tokens, instances, sessions, serial policy)."""
-    return run_catalogue(context, INTEGRITY_CHECKS, core_db, tenant_dbs, monitor_store, pushgateway)
+    """Findings of the checks that touch only live rows (every 15 minutes)."""
+    return run_catalogue(context, LIVE_CHECKS, core_db, tenant_dbs, monitor_store, pushgateway)
+
+
+@asset(partitions_def=tenant_partitions, check_specs=specs("integrity_history", HISTORY_CHECKS),
+       group_name="integrity", kinds={"sql"})
+def integrity_history(context: AssetExecutionContext, core_db: CoreDatabase, tenant_dbs: TenantDatabases,
+                      monitor_store: MonitorStore, pushgateway: Pushgateway) -> MaterializeResult:
+    """Findings of the tenant checks that read history: lineage, closed sessions, the registry (hourly)."""
+    return run_catalogue(context, HISTORY_CHECKS, core_db, tenant_dbs, monitor_store, pushgateway)
 
 
 @asset(partitions_def=tenant_partitions, check_specs=specs("serial_reconciliation", RECONCILIATION_CHECKS),
        group_name="integrity", kinds={"sql"})
 def serial_reconciliation(context: AssetExecutionContext, core_db: CoreDatabase, tenant_dbs: TenantDatabases,
                           monitor_store: MonitorStore, pushgateway: Pushgateway) -> MaterializeResult:
-    """The tenant serial registry reconciled against the core registry, in bounded batches."""
+    """The tenant serial registry reconciled against the core registry (hourly)."""
     return run_catalogue(context, RECONCILIATION_CHECKS, core_db, tenant_dbs, monitor_store, pushgateway)
 
 
 @asset(partitions_def=tenant_partitions, check_specs=GX_SPECS, group_name="integrity", kinds={"sql"})
 def gx_validation(context: AssetExecutionContext, core_db: CoreDatabase, tenant_dbs: TenantDatabases,
-                  monitor_store: MonitorStore) -> MaterializeResult:
-    """Great Expectations suites of every tenant table, with Data Docs under var/gx."""
-    settings = store_settings(core_db, tenant_dbs, monitor_store)
+                  monitor_store: MonitorStore, pushgateway: Pushgateway) -> MaterializeResult:
+    """Great Expectations suites of every tenant table, with Data Docs under var/gx (nightly)."""
+    settings = store_settings(core_db, tenant_dbs, monitor_store, read_only=True)
     try:
         report, site = gx.validate(settings, [context.partition_key])
     except HatthasilpaError as exc:
         raise as_failure(exc) from exc
-    return MaterializeResult(
-        metadata={"run_id": report.run_id, "violations": sum(r.count for r in report.results),
-                  "errors": sum(1 for r in report.results if r.error),
-                  "data_docs": MetadataValue.path(str((site / "index.html").resolve())),
-                  "findings": MetadataValue.md(findings_table(report.results))},
-        check_results=[check_result(r, gx_check_name(r.check.removeprefix(gx.GX_PREFIX))) for r in report.results])
+    return _materialization(context, report, pushgateway, settings,
+                            check_names=lambda r: gx_check_name(r.check.removeprefix(gx.GX_PREFIX)),
+                            data_docs=MetadataValue.path(str((site / "index.html").resolve())))
 
 
-MONITOR_ASSETS = [integrity_findings, serial_reconciliation, gx_validation]
+MONITOR_ASSETS = [integrity_findings, integrity_history, serial_reconciliation, gx_validation]

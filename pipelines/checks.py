@@ -1,7 +1,7 @@
-"""Asset checks generated from the check catalogue: one spec per check id.
+"""Asset checks generated from the check catalogue: one spec per check id, on the asset of its cadence.
 
 Nothing check-specific lives here: the catalogue says which checks exist, their
-severity and their description; this module only maps them onto Dagster.
+severity, description and cadence; this module only maps them onto Dagster.
 """
 
 from __future__ import annotations
@@ -9,10 +9,15 @@ from __future__ import annotations
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
 
 from checks import catalogue, gx
-from checks.model import Check, Scope, Severity
+from checks.model import Cadence, Check, Scope, Severity
 
-INTEGRITY_CHECKS: list[Check] = [c for c in catalogue.all_checks() if c.scope == Scope.TENANT]
-RECONCILIATION_CHECKS: list[Check] = [c for c in catalogue.all_checks() if c.scope == Scope.TENANT_CORE]
+# Split by cost: every 15 minutes the checks that touch only live rows; hourly the history
+# readers of the tenant DB and, beside them, the tenant/core reconciliation.
+LIVE_CHECKS: list[Check] = [c for c in catalogue.all_checks() if c.cadence == Cadence.LIVE]
+HISTORY_CHECKS: list[Check] = [c for c in catalogue.all_checks()
+                               if c.cadence == Cadence.HOURLY and c.scope == Scope.TENANT]
+RECONCILIATION_CHECKS: list[Check] = [c for c in catalogue.all_checks()
+                                      if c.cadence == Cadence.HOURLY and c.scope == Scope.TENANT_CORE]
 
 DAGSTER_SEVERITY = {
     Severity.CRITICAL.value: AssetCheckSeverity.ERROR,

@@ -1,4 +1,5 @@
-"""Jobs: one per monitor asset (partitioned by tenant, like the assets they select), and the outbox relay."""
+"""Jobs: one per schedule of the monitor assets (partitioned by tenant, like the assets they select),
+and the outbox relay."""
 
 from dagster import AssetSelection, OpExecutionContext, Output, define_asset_job, job, op
 
@@ -8,11 +9,11 @@ from .resources import CoreDatabase, MonitorStore, TenantDatabases, store_settin
 
 integrity_job = define_asset_job(
     "integrity_job", selection=AssetSelection.assets("integrity_findings"),
-    description="Run the tenant-database checks of the catalogue for one tenant.")
+    description="Run the checks that touch only live rows for one tenant (every 15 minutes).")
 
 reconciliation_job = define_asset_job(
-    "reconciliation_job", selection=AssetSelection.assets("serial_reconciliation"),
-    description="Reconcile one tenant's serials with the core registry.")
+    "reconciliation_job", selection=AssetSelection.assets("integrity_history", "serial_reconciliation"),
+    description="Run the history checks and reconcile the serials with the core registry for one tenant (hourly).")
 
 gx_job = define_asset_job(
     "gx_job", selection=AssetSelection.assets("gx_validation"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dagster import DagsterInstance, materialize
 
+from checks.report import findings_table
 from lifecycle import registry
 from lifecycle.db import Settings
 
@@ -41,10 +42,6 @@ def run_monitoring_plan(settings: Settings, progress=None) -> list[dict]:
 
 
 def render(rows: list[dict]) -> str:
-    lines = [f"{'tenant':<10} {'check':<34} {'severity':<9} {'count':>6}  status", "-" * 70]
-    for r in rows:
-        status = "ERROR " + r["error"] if r["error"] else ("ok" if r["passed"] else "VIOLATION")
-        lines.append(f"{r['tenant']:<10} {r['check']:<34} {r['severity']:<9} {r['count']:>6}  {status}")
     failing = sum(1 for r in rows if not r["passed"])
-    lines.append(f"\n{len(rows)} checks run through Dagster, {failing} reporting violations or errors")
-    return "\n".join(lines)
+    return (findings_table(rows) +
+            f"\n\n{len(rows)} checks run through Dagster, {failing} reporting violations or errors")

@@ -1,4 +1,4 @@
-"""Guarded repair jobs (SPEC §7, §5.2): build a plan, then apply an approved plan from the Launchpad.
+"""Guarded repair jobs (``docs/runbook.md``): build a plan, then apply an approved plan from the Launchpad.
 
 ``repair_plan_job`` (one run per tenant partition) plans the checks whose latest
 findings are not zero and shows the plan as run metadata: a markdown table of rows and
@@ -15,23 +15,14 @@ from dagster import Config, MetadataValue, OpExecutionContext, Output, job, op
 
 import reconcile
 from checks.store import latest_results
-from lifecycle.errors import ApprovalRequired, HatthasilpaError, PlanHashMismatch
+from lifecycle.errors import HatthasilpaError
 from reconcile import plans
+from reconcile.errors import ApprovalRequired, PlanHashMismatch
+from reconcile.report import rows_table
 
 from .errors import as_failure
 from .partitions import TENANT_TAG, tenant_partitions
 from .resources import CoreDatabase, MonitorStore, TenantDatabases, store_settings
-
-
-def _rows_md(rows: list[dict], outcome: bool = False) -> str:
-    head = "| seq | check | action | key | " + ("outcome | reason |" if outcome else "reason |")
-    lines = [head, "|---|---|---|---|---|" + ("---|" if outcome else "")]
-    for r in rows:
-        key = ", ".join(f"{k}={v}" for k, v in r["key"].items())
-        tail = f"{r['outcome']} | {r.get('reason') or ''} |" if outcome else \
-            f"{(r['expected']['finding'] or {}).get('reason', '')} |"
-        lines.append(f"| {r['seq']} | {r['check']} | {r['action']} | {key} | {tail}")
-    return "\n".join(lines)
 
 
 class RepairPlanConfig(Config):
@@ -53,7 +44,7 @@ def repair_plan(context: OpExecutionContext, config: RepairPlanConfig, core_db: 
     guidance = "\n".join(f"- {g['check']} {g['key']}: {g['guidance']}" for g in planned["guidance"]) or "none"
     return Output(planned["plan_id"], metadata={
         "plan_id": planned["plan_id"], "tenant": tenant, "hash": planned["hash"], "rows": len(planned["rows"]),
-        "plan": MetadataValue.md(_rows_md(planned["rows"]) if planned["rows"] else "no rows to repair"),
+        "plan": MetadataValue.md(rows_table(planned["rows"], markdown=True) if planned["rows"] else "no rows to repair"),
         "guidance": MetadataValue.md(guidance),
         "next": f"review, then launch repair_job with plan_id, approved_by and plan_hash={planned['hash']}"})
 
@@ -92,7 +83,7 @@ def apply_repair_plan(context: OpExecutionContext, config: RepairRunConfig, core
     return Output(report["plan_id"], metadata={
         "plan_id": report["plan_id"], "tenant": report["tenant"], "hash": report["hash"],
         "execute": report["execute"], "approved_by": report["approved_by"], **counts,
-        "rows": MetadataValue.md(_rows_md(report["rows"], outcome=True) if report["rows"] else "no rows"),
+        "rows": MetadataValue.md(rows_table(report["rows"], outcome=True, markdown=True)),
         "recheck": MetadataValue.json(report.get("recheck", {}))})
 
 

@@ -1,9 +1,12 @@
-"""Resources: the three stores of SPEC §2 and the optional Pushgateway.
+"""Resources: the three stores and the optional Pushgateway.
 
 Each URL field may be set in run config (the Launchpad) or left out; left out, it is
-read from its SPEC §2 setting through ``EnvVar`` when a run starts — never at import
-time — and falls back to the embedded SQLite default under ``./var/``, so
-``dagster dev`` in the project root works with no other setup.
+read from its setting (``docs/configuration.md``) through ``EnvVar`` when a run starts —
+never at import time — and falls back to the embedded SQLite default under ``./var/``,
+so ``dagster dev`` in the project root works with no other setup. The checks read the
+tenant and core DBs through the read-only URLs (``HATTHASILPA_CHECKS_CORE_URL``,
+``HATTHASILPA_CHECKS_TENANT_URL_TEMPLATE``) where they are set; repairs and the relay
+write through the normal ones.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ from typing import Optional
 
 from dagster import ConfigurableResource, EnvVar
 
-from lifecycle.db import Settings
+from checks.metrics import PUSHGATEWAY_URL
+from checks.runner import READ_ONLY_CORE_URL, READ_ONLY_TENANT_URL_TEMPLATE
+from lifecycle.db import CORE_URL, MONITOR_URL, TENANT_URL_TEMPLATE, VAR_DIR, Settings
 
 
 def _setting(explicit: Optional[str], name: str) -> Optional[str]:
@@ -23,18 +28,22 @@ class CoreDatabase(ConfigurableResource):
     """The core DB: tenants, feature flags, core serial registry."""
 
     url: Optional[str] = None
+    read_only_url: Optional[str] = None
 
-    def resolved_url(self) -> Optional[str]:
-        return _setting(self.url, "HATTHASILPA_CORE_URL")
+    def resolved_url(self, read_only: bool = False) -> Optional[str]:
+        checks = _setting(self.read_only_url, READ_ONLY_CORE_URL) if read_only else None
+        return checks or _setting(self.url, CORE_URL)
 
 
 class TenantDatabases(ConfigurableResource):
     """One DB per tenant; ``{tenant}`` in the template is the tenant code."""
 
     url_template: Optional[str] = None
+    read_only_url_template: Optional[str] = None
 
-    def resolved_template(self) -> Optional[str]:
-        return _setting(self.url_template, "HATTHASILPA_TENANT_URL_TEMPLATE")
+    def resolved_template(self, read_only: bool = False) -> Optional[str]:
+        checks = _setting(self.read_only_url_template, READ_ONLY_TENANT_URL_TEMPLATE) if read_only else None
+        return checks or _setting(self.url_template, TENANT_URL_TEMPLATE)
 
 
 class MonitorStore(ConfigurableResource):
@@ -43,7 +52,7 @@ class MonitorStore(ConfigurableResource):
     url: Optional[str] = None
 
     def resolved_url(self) -> Optional[str]:
-        return _setting(self.url, "HATTHASILPA_MONITOR_URL")
+        return _setting(self.url, MONITOR_URL)
 
 
 class Pushgateway(ConfigurableResource):
@@ -52,21 +61,25 @@ class Pushgateway(ConfigurableResource):
     url: Optional[str] = None
 
     def resolved_url(self) -> Optional[str]:
-        return _setting(self.url, "HATTHASILPA_PUSHGATEWAY_URL")
+        return _setting(self.url, PUSHGATEWAY_URL)
 
 
-def store_settings(core: CoreDatabase, tenants: TenantDatabases, monitor: MonitorStore) -> Settings:
-    """The three URLs, each from its resource, its setting, or the SQLite default."""
-    defaults = Settings.from_env({})
-    return Settings(core_url=core.resolved_url() or defaults.core_url,
-                    tenant_url_template=tenants.resolved_template() or defaults.tenant_url_template,
+def store_settings(core: CoreDatabase, tenants: TenantDatabases, monitor: MonitorStore,
+                   read_only: bool = False) -> Settings:
+    """The three URLs, each from its resource, its setting, or the SQLite default; ``read_only``
+    takes the checks' read-only URLs of the tenant and core DBs where they are set."""
+    defaults = Settings.embedded(EnvVar(VAR_DIR).get_value(None) or "var")
+    return Settings(core_url=core.resolved_url(read_only) or defaults.core_url,
+                    tenant_url_template=tenants.resolved_template(read_only) or defaults.tenant_url_template,
                     monitor_url=monitor.resolved_url() or defaults.monitor_url)
 
 
-def resources_for(settings: Settings) -> dict:
-    """The resources pinned to explicit store URLs (local runs, tests); no Pushgateway."""
-    return {"core_db": CoreDatabase(url=settings.core_url),
-            "tenant_dbs": TenantDatabases(url_template=settings.tenant_url_template),
+def resources_for(settings: Settings, checks: Settings | None = None) -> dict:
+    """The resources pinned to explicit store URLs (local runs, tests); ``checks`` names the
+    read-only URLs when they differ. No Pushgateway."""
+    return {"core_db": CoreDatabase(url=settings.core_url, read_only_url=checks.core_url if checks else None),
+            "tenant_dbs": TenantDatabases(url_template=settings.tenant_url_template,
+                                          read_only_url_template=checks.tenant_url_template if checks else None),
             "monitor_store": MonitorStore(url=settings.monitor_url),
             "pushgateway": Pushgateway()}
 

@@ -1,4 +1,4 @@
-"""Guarded repairs (SPEC §7): plan → approve → apply, with an audit of every row.
+"""Guarded repairs (docs/runbook.md): plan → approve → apply, with an audit of every row.
 
     from reconcile import approve, apply, plan
     p = plan(settings, "atelier", ["orphan_token"])          # read-only; a stored plan with a hash

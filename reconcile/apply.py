@@ -26,13 +26,14 @@ import logging
 
 import sqlalchemy as sa
 
-from checks import Target, catalogue, run_checks, tenant_params
+from checks import Target, catalogue, row_predicate, run_checks, tenant_params
 from lifecycle import outbox, registry
 from lifecycle.db import Settings, get_engine
-from lifecycle.errors import ApprovalRequired, ValidationError
+from lifecycle.errors import ValidationError
 from lifecycle.uow import TenantInfo, UnitOfWork, utcnow
 
 from . import audit, plans
+from .errors import ApprovalRequired
 from .repairs import REPAIRS, RowContext
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ def apply(settings: Settings, plan_id: str, *, execute: bool = False, max_rows: 
                                     f"hatthasilpa repair approve {plan_id} --by NAME")
     plans.check_fresh(stored, now or utcnow(), plans.max_plan_age() if max_age is None else max_age)
     code = stored["tenant_code"]
-    info = TenantInfo.from_registry(registry.get_tenant(settings, code))
+    info = registry.tenant_info(settings, code)
     tenant_engine, core_engine = get_engine(settings.tenant_url(code)), get_engine(settings.core_url)
 
     with tenant_engine.connect() as conn:
@@ -95,7 +96,8 @@ def _run_batch(tenant_engine, core_engine, info: TenantInfo, plan_id: str, batch
                actor: str) -> list[dict]:
     """One transaction for the batch (rolled back on a dry run); retried when another run
     recorded one of its rows first (the unique audit index refuses the second outcome)."""
-    for attempt in range(1, MAX_BATCH_RETRIES + 1):
+    attempt = 1
+    while True:
         try:
             with UnitOfWork(tenant_engine, tenant=info) as uow, \
                     core_engine.connect().execution_options(sqlite_begin="DEFERRED") as core:
@@ -110,7 +112,7 @@ def _run_batch(tenant_engine, core_engine, info: TenantInfo, plan_id: str, batch
             if attempt == MAX_BATCH_RETRIES:
                 raise
             log.warning("plan %s: another run recorded a row of this batch first; retrying (%d)", plan_id, attempt)
-    return []
+            attempt += 1
 
 
 def _one_row(ctx: RowContext, target: Target, plan_id: str, row: dict, execute: bool) -> dict:
@@ -120,7 +122,7 @@ def _one_row(ctx: RowContext, target: Target, plan_id: str, row: dict, execute: 
     state = repair.target(conn, key, True)  # the lock comes first: every later read is under it
     if audit.outcome_of(conn, plan_id, row["seq"]) is not None:
         return {**result, "outcome": "done_elsewhere", "reason": "another run recorded this row meanwhile"}
-    finding = check.row_predicate(target, key)
+    finding = row_predicate(check, target, key)
     before = {"row": state, "finding": finding}
     reason = None
     if state is None:

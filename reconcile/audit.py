@@ -14,7 +14,9 @@ import logging
 import sqlalchemy as sa
 
 from lifecycle.db import Settings, dialect_insert, get_engine
-from lifecycle.schema import repair_audit, tenant_repair_audit
+from lifecycle.schema import tenant_repair_audit
+
+from .schema import repair_audit
 from lifecycle.uow import iso, utcnow
 
 log = logging.getLogger(__name__)
@@ -72,21 +74,3 @@ def trail(settings: Settings, tenant_code: str, plan_id: str) -> list[dict]:
                  "at": iso(r.applied_at)}
                 for r in conn.execute(sa.select(repair_audit).where(repair_audit.c.plan_id == plan_id)
                                       .order_by(repair_audit.c.row_seq))]
-
-
-def repair_metric_rows(conn: sa.Connection, tenant: str | None, kind: str):
-    """(labels, cumulative count) for ``hatthasilpa_repairs_applied_total`` (kind "applied": tenant,
-    check, action) and ``hatthasilpa_repair_rows_skipped_total`` (kind "skipped": tenant, check)."""
-    if kind not in (APPLIED, SKIPPED):
-        raise ValueError(f"unknown repair metric kind {kind!r}")
-    labels = [repair_audit.c.tenant_code, repair_audit.c.check_id]
-    if kind == APPLIED:
-        labels.append(repair_audit.c.action)
-    query = sa.select(*labels, sa.func.count()).where(repair_audit.c.outcome == kind).group_by(*labels)
-    if tenant is not None:
-        query = query.where(repair_audit.c.tenant_code == tenant)
-    try:
-        result = conn.execute(query.order_by(*labels)).all()
-    except sa.exc.DBAPIError:  # a monitor store not yet migrated to the repair tables
-        return []
-    return [(list(row[:-1]), row[-1]) for row in result]

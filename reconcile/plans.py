@@ -18,16 +18,16 @@ import uuid
 
 import sqlalchemy as sa
 
-from checks import Target, catalogue, tenant_params
-from checks.runner import read_only
-from checks.store import ensure_migrated
+from checks import Target, catalogue, offending_rows, read_only, tenant_params
+from checks.store import ensure_migrated, require_migrated
 from lifecycle import registry
 from lifecycle.db import Settings, get_engine
-from lifecycle.errors import NotFound, PlanHashMismatch, PlanStale, PlanTenantMismatch, ValidationError
-from lifecycle.schema import repair_approval, repair_plan
+from lifecycle.errors import NotFound, ValidationError
 from lifecycle.uow import as_utc, iso, utcnow
 
 from . import audit
+from .errors import PlanHashMismatch, PlanStale, PlanTenantMismatch
+from .schema import repair_approval, repair_plan
 from .repairs import APPLY_ORDER, REPAIRS, guidance_for
 
 DEFAULT_ROW_CAP = 1000
@@ -70,7 +70,7 @@ def plan(settings: Settings, tenant_code: str, check_ids: list[str] | None = Non
             read_only(tconn, READ_TIMEOUT_SECONDS), read_only(cconn, READ_TIMEOUT_SECONDS):
         target = Target(code, tconn, cconn, tenant_params(cconn, code, now))
         for check in checks:
-            found = check.rows(target, limit=row_cap + 1)
+            found = offending_rows(check, target, limit=row_cap + 1)
             if len(found) > row_cap:
                 capped.append(check.id)
                 found = found[:row_cap]
@@ -99,7 +99,7 @@ def load(settings: Settings, plan_id: str) -> dict:
     """The stored plan with its hash recomputed from its rows (``hash``) beside the stored one."""
     if not isinstance(plan_id, str) or not plan_id:
         raise ValidationError("a plan id is required")
-    ensure_migrated(settings.monitor_url)
+    require_migrated(settings.monitor_url)
     with get_engine(settings.monitor_url).connect() as conn:
         row = conn.execute(sa.select(repair_plan).where(repair_plan.c.id == plan_id)).first()
     if row is None:

@@ -70,47 +70,19 @@ SERIAL = _snapshot(serial_registry, "serial_code", "serial_code")
 
 
 # --------------------------------------------------------------------------- actions
-def _retire_tokens(ctx: RowContext, rows: list[sa.Row]) -> dict:
-    """Close the tokens' open sessions, expire their assignments, scrap them (with events)
-    and void their issued serials through the outbox — the hard reset's steps, per token."""
-    ids = [t.id for t in rows]
-    closed = assignments.close_open_sessions(ctx.uow, ids, reason=CLOSE_REASON)
-    expired = assignments.expire_active_assignments(ctx.uow, ids)
-    scrapped = tokens.scrap(ctx.uow, rows, actor=ctx.actor, reason=SCRAP_REASON)
-    voided = serials.void_for_tokens(ctx.uow, scrapped)
-    return {"scrapped_token_ids": scrapped, "closed_session_ids": closed, "expired_assignment_ids": expired,
-            "voided_serials": voided}
-
-
-def _lock_tokens(uow: UnitOfWork, *where) -> list[sa.Row]:
-    return list(uow.conn.execute(sa.select(flow_token.c.id, flow_token.c.status, flow_token.c.current_node_id)
-                                 .where(*where).order_by(flow_token.c.id).with_for_update()))
+def _retire(ctx: RowContext, rows: list[sa.Row], event: str = SCRAP_REASON) -> dict:
+    """The hard reset's steps for these tokens (``lifecycle.services.retire_tokens``)."""
+    return services.retire_tokens(ctx.uow, rows, ctx.actor, event=event, close_reason=CLOSE_REASON)
 
 
 def scrap_token(ctx: RowContext, key: dict, finding: dict) -> dict:
-    return _retire_tokens(ctx, _lock_tokens(ctx.uow, flow_token.c.id == key["token_id"],
-                                            flow_token.c.status.in_(tokens.LIVE)))
+    return _retire(ctx, tokens.lock(ctx.uow, flow_token.c.id == key["token_id"], flow_token.c.status.in_(tokens.LIVE)))
 
 
 def rescrap_token(ctx: RowContext, key: dict, finding: dict) -> dict:
     """A token whose history says scrapped goes back to scrapped, whatever it was set to."""
-    uow, token_id = ctx.uow, key["token_id"]
-    closed = assignments.close_open_sessions(uow, [token_id], reason=CLOSE_REASON)
-    expired = assignments.expire_active_assignments(uow, [token_id])
-    now = uow.now()
-    token = uow.conn.execute(sa.select(flow_token).where(flow_token.c.id == token_id)).one()
-    moved = uow.conn.execute(
-        flow_token.update().where(flow_token.c.id == token_id, flow_token.c.status != TokenStatus.SCRAPPED.value)
-        .values(status=TokenStatus.SCRAPPED.value, scrapped_at=sa.func.coalesce(flow_token.c.scrapped_at, now),
-                completed_at=None, updated_at=now)
-        .returning(flow_token.c.id)).first()
-    if moved is not None:
-        tokens.record_events(uow, [{"token_id": token_id, "event_type": "rescrapped_by_repair",
-                                    "from_status": token.status, "to_status": TokenStatus.SCRAPPED.value,
-                                    "node_id": token.current_node_id, "actor": ctx.actor}])
-    voided = serials.void_for_tokens(uow, [token_id])
-    return {"scrapped_token_ids": [token_id] if moved is not None else [], "closed_session_ids": closed,
-            "expired_assignment_ids": expired, "voided_serials": voided}
+    return _retire(ctx, tokens.lock(ctx.uow, flow_token.c.id == key["token_id"],
+                                    flow_token.c.status != TokenStatus.SCRAPPED.value), event="rescrapped_by_repair")
 
 
 def finish_hard_reset(ctx: RowContext, key: dict, finding: dict) -> dict:
@@ -127,19 +99,9 @@ def _release_if_idle(uow: UnitOfWork, token_id: int, actor: str) -> list[int]:
     at its node, so an operator can start it again."""
     open_left = sa.exists().where(token_work_session.c.token_id == flow_token.c.id,
                                   token_work_session.c.status.in_(assignments.OPEN))
-    token = uow.conn.execute(sa.select(flow_token).where(flow_token.c.id == token_id).with_for_update()).first()
-    if token is None or token.status not in (TokenStatus.ACTIVE.value, TokenStatus.PAUSED.value):
-        return []
-    moved = uow.conn.execute(flow_token.update().where(flow_token.c.id == token_id, ~open_left,
-                                                      flow_token.c.status == token.status)
-                             .values(status=TokenStatus.READY.value, updated_at=uow.now())
-                             .returning(flow_token.c.id)).first()
-    if moved is None:
-        return []
-    tokens.record_events(uow, [{"token_id": token_id, "event_type": "released_by_repair", "from_status": token.status,
-                                "to_status": TokenStatus.READY.value, "node_id": token.current_node_id,
-                                "actor": actor}])
-    return [token_id]
+    idle = tokens.lock(uow, flow_token.c.id == token_id, ~open_left,
+                       flow_token.c.status.in_([TokenStatus.ACTIVE.value, TokenStatus.PAUSED.value]))
+    return tokens.move(uow, idle, TokenStatus.READY, "released_by_repair", actor, strict=False)
 
 
 def close_session(ctx: RowContext, key: dict, finding: dict) -> dict:
@@ -165,13 +127,19 @@ def republish_serial(ctx: RowContext, key: dict, finding: dict) -> dict:
     return {"core_version": core_version, "republished": state}
 
 
-def scrap_surplus_spawns(ctx: RowContext, key: dict, finding: dict) -> dict:
-    """Keep the instance's first spawn cycle; scrap the live tokens of the later ones."""
-    first = ctx.uow.conn.execute(sa.select(sa.func.min(token_spawn.c.id))
-                                 .where(token_spawn.c.instance_id == key["instance_id"])).scalar_one()
-    rows = _lock_tokens(ctx.uow, flow_token.c.instance_id == key["instance_id"], flow_token.c.spawn_id != first,
-                        flow_token.c.status.in_(tokens.LIVE))
-    return {"kept_spawn_id": first, **_retire_tokens(ctx, rows)}
+def retire_surplus_spawns(ctx: RowContext, key: dict, finding: dict) -> dict:
+    """Keep the instance's first current spawn cycle; retire every later one: its live tokens
+    scrapped (with the hard reset's steps) and the cycle marked superseded."""
+    cycles = list(ctx.uow.conn.execute(
+        sa.select(token_spawn.c.id).where(token_spawn.c.instance_id == key["instance_id"],
+                                          token_spawn.c.superseded_at.is_(None))
+        .order_by(token_spawn.c.id).with_for_update()).scalars())
+    surplus = cycles[1:]
+    rows = tokens.lock(ctx.uow, flow_token.c.spawn_id.in_(surplus), flow_token.c.status.in_(tokens.LIVE)) \
+        if surplus else []
+    retired = _retire(ctx, rows)
+    return {"kept_spawn_id": cycles[0] if cycles else None, **retired,
+            "superseded_spawn_ids": tokens.supersede_cycles(ctx.uow, surplus)}
 
 
 # --------------------------------------------------------------------------- catalogue
@@ -196,9 +164,9 @@ REPAIRS: dict[str, Repair] = {r.check: r for r in (
            SERIAL, republish_serial),
     Repair("serial_field_mismatch", "republish_serial", "republish the tenant's serial to core through the outbox "
            "(the tenant registry is the truth)", SERIAL, republish_serial),
-    Repair("multi_spawn_instance", "scrap_surplus_spawns", "scrap the live tokens of every spawn cycle after the "
-           "first (with events), closing their sessions and expiring their assignments", INSTANCE,
-           scrap_surplus_spawns,
+    Repair("multi_spawn_instance", "retire_surplus_spawns", "retire every spawn cycle after the first: scrap its "
+           "live tokens (with events, closing their sessions and expiring their assignments) and mark the cycle "
+           "superseded", INSTANCE, retire_surplus_spawns,
            takes=lambda f: int(f.get("spawn_cycles") or 0) > 1,
            otherwise="one spawn cycle but more live tokens than the quantity: find out whether the job quantity "
                      "or the tokens are wrong, then cancel (hard reset) and restart the job"),

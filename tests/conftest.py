@@ -13,9 +13,11 @@ import uuid
 import psycopg
 import pytest
 
-from lifecycle import cli, migrate, registry
+from hatthasilpa import cli
+from hatthasilpa.stores import STORES
+from lifecycle import migrate, registry
 from lifecycle.db import Settings, dispose_engine, dispose_engines, get_engine
-from lifecycle.uow import TenantInfo, UnitOfWork
+from lifecycle.uow import UnitOfWork
 from tests import pg
 
 BACKENDS = ["sqlite", "postgresql"]
@@ -49,13 +51,13 @@ def pg_templates(pg_admin_url):
     if admin_url is None:
         pytest.fail(f"{pg.HOW_TO}\n({reason})", pytrace=False)
     suffix = uuid.uuid4().hex[:8]
-    names = {store: f"hs_tpl_{store}_{suffix}" for store in migrate.STORES}
+    names = {store: f"hs_tpl_{store}_{suffix}" for store in STORES}
     with _admin(admin_url) as conn:
         for name in names.values():
             conn.execute(f'CREATE DATABASE "{name}"')
     for store, name in names.items():
         url = _with_db(admin_url, name)
-        migrate.upgrade(url, store)
+        migrate.upgrade(url, STORES[store])
         dispose_engine(url)
     yield admin_url, names
     with _admin(admin_url) as conn:
@@ -88,9 +90,7 @@ class Stores:
 
     def uow(self, code: str = "atelier", clock=None) -> UnitOfWork:
         """A tenant unit of work carrying the tenant's kind and flags as core holds them now."""
-        kwargs = {"clock": clock} if clock else {}
-        tenant = TenantInfo.from_registry(registry.get_tenant(self.settings, code))
-        return UnitOfWork(self.tenant_engine(code), tenant_code=code, tenant=tenant, **kwargs)
+        return registry.tenant_uow(self.settings, code, **({"clock": clock} if clock else {}))
 
     def cli(self, *args: str) -> tuple[int, dict]:
         code, body, _ = cli.run([str(a) for a in args])
@@ -149,7 +149,7 @@ def _stores(backend, tmp_path, monkeypatch, request):
                             monitor_url=f"sqlite:///{tmp_path}/monitor.db")
 
         def make_db(store, url):
-            migrate.upgrade(url, store)
+            migrate.upgrade(url, STORES[store])
 
         make_db("core", settings.core_url)
         make_db("monitor", settings.monitor_url)

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 import sqlalchemy as sa
 
-from lifecycle import doctor
+from hatthasilpa import doctor
 from lifecycle.uow import utcnow
 from tests.e2e.test_cli import EXE
 

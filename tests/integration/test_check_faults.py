@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from checks import SPEC_ORDER
+from checks import CHECK_IDS, row_predicate
 from tests.faults import FAULTS
 from tests.floor import build_clean_floor, checks_target_run, open_target
 
@@ -18,16 +18,16 @@ def _keys(check, result) -> set:
 
 
 def test_every_check_has_a_fault():
-    assert sorted(FAULTS) == sorted(SPEC_ORDER)
+    assert sorted(FAULTS) == sorted(CHECK_IDS)
 
 
 def test_clean_floor_reports_nothing(factory):
     results = checks_target_run(build_clean_floor(factory))
-    assert sorted(results) == sorted(SPEC_ORDER)
+    assert sorted(results) == sorted(CHECK_IDS)
     assert {c: (r.count, r.error) for c, r in results.items() if r.count or r.error} == {}
 
 
-@pytest.mark.parametrize("check", SPEC_ORDER)
+@pytest.mark.parametrize("check", CHECK_IDS)
 def test_fault_is_found_exactly(factory, check):
     floor = build_clean_floor(factory)
     fault = FAULTS[check]
@@ -43,5 +43,5 @@ def test_fault_is_found_exactly(factory, check):
     key_column = get(check).keys[0]
     with open_target(floor) as target:
         for key in expected:
-            row = get(check).row_predicate(target, {key_column: key})
+            row = row_predicate(get(check), target, {key_column: key})
             assert row is not None and row[key_column] == key

@@ -8,7 +8,8 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from checks import checks_settings, run_checks
+from checks import run_checks
+from hatthasilpa import settings as app_settings
 from lifecycle.db import dispose_engine
 from tests.faults import FAULTS
 from tests.floor import TENANT, build_clean_floor
@@ -55,7 +56,7 @@ def reader(pg_factory, pg_admin_url, monkeypatch):
 
 def test_all_checks_pass_under_the_select_only_role(pg_factory, reader):
     floor = build_clean_floor(pg_factory)
-    settings = checks_settings()
+    settings = app_settings.for_checks()
     assert reader[0] in settings.core_url and reader[0] in settings.tenant_url(TENANT)
     clean = run_checks(settings, tenants=[TENANT])
     assert len(clean.results) == 20
@@ -74,3 +75,29 @@ def test_a_write_through_the_select_only_role_fails(pg_factory, reader):
             assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(f"UPDATE {table} SET created_at = created_at")
+
+
+def test_a_scheduled_materialization_reads_through_the_select_only_role(pg_factory, reader, monkeypatch):
+    """The definitions' own resources take the checks' read-only URLs from the environment: with the
+    normal tenant and core URLs pointing at databases that do not exist, the scheduled run still
+    reads every check through the role (and writes only the monitor store)."""
+    from dagster import build_schedule_context, instance_for_test
+
+    from pipelines.definitions import defs
+    from pipelines.schedules import integrity_schedule
+
+    floor = build_clean_floor(pg_factory)
+    expected = FAULTS["orphan_token"].apply(floor)
+    nowhere = make_url(pg_factory.settings.core_url).set(database="hs_no_such_database")
+    monkeypatch.setenv("HATTHASILPA_CORE_URL", nowhere.render_as_string(hide_password=False))
+    monkeypatch.setenv("HATTHASILPA_TENANT_URL_TEMPLATE", nowhere.render_as_string(hide_password=False))
+    monkeypatch.setenv("HATTHASILPA_MONITOR_URL", pg_factory.settings.monitor_url)
+    with instance_for_test() as instance:
+        instance.add_dynamic_partitions("tenant", [TENANT])
+        (request,) = list(integrity_schedule(build_schedule_context(instance=instance)))
+        result = defs.resolve_job_def("integrity_job").execute_in_process(
+            instance=instance, partition_key=request.partition_key, tags=request.tags)
+    assert result.success
+    evaluations = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert [name for name, e in evaluations.items() if "error" in e.metadata] == []
+    assert evaluations["orphan_token"].metadata["count"].value == len(expected)

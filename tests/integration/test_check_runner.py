@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from checks import CATALOGUE, Family, Severity, all_checks, get, read_only, run_checks
+from checks import CATALOGUE, Family, Severity, all_checks, get, read_only, row_predicate, run_checks
 from checks import crossdb, store
 from checks.model import Check
 from sqlalchemy.engine import make_url
@@ -73,10 +73,10 @@ def test_row_predicate_is_none_for_a_healthy_row(factory):
     floor = build_clean_floor(factory)
     healthy_serial = floor.serial_of(floor.ids["r1"])
     with open_target(floor) as target:
-        assert get("orphan_token").row_predicate(target, {"token_id": floor.ids["r3"]}) is None
-        assert get("serial_missing_in_core").row_predicate(target, {"serial_code": healthy_serial}) is None
+        assert row_predicate(get("orphan_token"), target, {"token_id": floor.ids["r3"]}) is None
+        assert row_predicate(get("serial_missing_in_core"), target, {"serial_code": healthy_serial}) is None
         with pytest.raises(ValueError):
-            get("orphan_token").row_predicate(target, {"job_id": 1})
+            row_predicate(get("orphan_token"), target, {"job_id": 1})
 
 
 def test_checks_run_in_a_read_only_transaction(factory):

@@ -1,4 +1,4 @@
-"""Lifecycle rules of SPEC §4.1–§4.3 and §4.5, on PostgreSQL and SQLite."""
+"""Lifecycle rules of docs/lifecycle.md §1–§3 and §5, on PostgreSQL and SQLite."""
 
 from __future__ import annotations
 

@@ -11,8 +11,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from checks import metrics
+from checks.schema import check_run, finding
 from lifecycle.db import get_engine
-from lifecycle.schema import check_run, finding
+from reconcile.metrics import SOURCES
 
 T0 = dt.datetime(2026, 11, 29, 6, 0, tzinfo=dt.timezone.utc)
 
@@ -43,7 +44,8 @@ def serve_in_thread(stores):
         holder["server"] = server
         started.set()
 
-    thread = threading.Thread(target=metrics.serve, args=(stores.settings, "127.0.0.1", 0, ready), daemon=True)
+    thread = threading.Thread(target=metrics.serve, args=(stores.settings, "127.0.0.1", 0, ready),
+                              kwargs={"sources": SOURCES}, daemon=True)
     thread.start()
     assert started.wait(30)
     return holder["server"], thread
@@ -70,6 +72,7 @@ def test_metrics_endpoint_serves_last_results_without_per_row_labels(stores):
     assert samples[key("hatthasilpa_integrity_check_last_success_timestamp_seconds", tenant="atelier",
                        check="orphan_token")] == (T0 + dt.timedelta(minutes=15)).timestamp()
     assert samples[key("hatthasilpa_serial_outbox_pending", tenant="atelier")] == 0
+    assert samples[key("hatthasilpa_serial_outbox_parked", tenant="atelier")] == 0
     labels = {name for (_, pairs) in samples for name, _ in pairs}
     assert labels <= {"tenant", "check", "severity", "action"}
     assert not any("nok" in str(pairs) or "7" == v for (_, pairs) in samples for _, v in pairs)
@@ -98,11 +101,18 @@ def pushgateway():
     thread.join(10)
 
 
+def test_a_pushgateway_that_is_away_is_reported_not_raised(stores):
+    stores.add_tenant("atelier")
+    record(stores, "atelier", "orphan_token", "critical", 3)
+    failures = metrics.push(stores.settings, "127.0.0.1:9", ["atelier"])  # port 9 (discard) is closed here
+    assert len(failures) == 1 and failures[0].startswith("atelier: ")
+
+
 def test_pushadd_reaches_a_pushgateway_grouped_by_tenant(stores, pushgateway):
     stores.add_tenant("atelier")
     record(stores, "atelier", "orphan_token", "critical", 3)
     address, received = pushgateway
-    metrics.push(stores.settings, address, "atelier")
+    assert metrics.push(stores.settings, address, ["atelier"]) == []
     assert len(received) == 1
     method, path, body = received[0]
     assert method == "POST" and path == "/metrics/job/hatthasilpa_integrity/tenant/atelier"

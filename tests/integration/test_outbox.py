@@ -1,4 +1,4 @@
-"""The outbox relay in-process (SPEC §4.6): publish, idempotence, ordering, retry and parking."""
+"""The outbox relay in-process (docs/lifecycle.md §6): publish, idempotence, ordering, retry and parking."""
 
 from __future__ import annotations
 
@@ -141,7 +141,7 @@ def test_relay_covers_every_registered_tenant_and_refuses_an_unknown_one(factory
 
 
 def test_the_demo_factory_relays_every_serial_to_core(sqlite_stores):
-    from lifecycle import demo
+    from hatthasilpa import demo
 
     data = demo.build(sqlite_stores.settings, progress=lambda line: None)
     for tenant in ("atelier", "sandbox"):  # the legacy tenant's core lost a serial on purpose

@@ -137,3 +137,22 @@ def test_metrics_show_the_violations_a_materialization_found(factory):
     assert 'hatthasilpa_integrity_violations{check="duplicate_open_session",severity="critical",tenant="atelier"} 0.0' \
         in text
     assert "token_id" not in text and "J1" not in text
+
+
+def test_assets_are_split_by_cost():
+    """Every 15 minutes only the checks that touch live rows; the history readers hourly."""
+    from checks.model import Cadence
+    from pipelines.assets import integrity_history, serial_reconciliation
+
+    def checks_of(asset):
+        return {key.name for key in asset.check_keys}
+
+    live = checks_of(integrity_findings)
+    assert live == {c.id for c in catalogue.all_checks() if c.cadence == Cadence.LIVE}
+    history_readers = {"scrapped_token_resurrected", "session_without_assignment", "temp_serial_on_production_tenant"}
+    assert not live & history_readers and checks_of(integrity_history) == history_readers
+    assert checks_of(serial_reconciliation) == {"serial_missing_in_core", "serial_missing_in_tenant",
+                                                "serial_field_mismatch", "duplicate_serial"}
+    job = defs.resolve_job_def("reconciliation_job")
+    assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} >= {"integrity_history",
+                                                                                   "serial_reconciliation"}

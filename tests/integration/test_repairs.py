@@ -14,8 +14,9 @@ import sqlalchemy as sa
 
 import reconcile
 from checks import get
-from lifecycle.errors import ApprovalRequired, PlanStale, PlanTenantMismatch
-from lifecycle.schema import core_serial_registry, repair_plan, serial_registry
+from lifecycle.schema import core_serial_registry, serial_registry
+from reconcile.errors import ApprovalRequired, PlanStale, PlanTenantMismatch
+from reconcile.schema import repair_plan
 from reconcile.repairs import REPAIRS
 from tests.faults import FAULTS
 from tests.floor import build_clean_floor, checks_target_run
@@ -39,9 +40,9 @@ def _corrupt_and_plan(factory, check):
 
 
 def test_every_check_has_a_repair_or_guidance():
-    from checks import SPEC_ORDER
+    from checks import CHECK_IDS
 
-    assert sorted(set(SPEC_ORDER) - set(REPAIRS) - set(reconcile.GUIDANCE)) == []
+    assert sorted(set(CHECK_IDS) - set(REPAIRS) - set(reconcile.GUIDANCE)) == []
     assert set(REPAIRS).isdisjoint(reconcile.GUIDANCE)
 
 
@@ -117,7 +118,7 @@ def test_approval_of_another_hash_is_refused(factory):
 
 
 def test_approver_naming_another_hash_is_refused(factory):
-    from lifecycle.errors import PlanHashMismatch
+    from reconcile.errors import PlanHashMismatch
 
     _, _, planned = _corrupt_and_plan(factory, "orphan_token")
     with pytest.raises(PlanHashMismatch):
@@ -186,7 +187,7 @@ def test_plan_is_read_only(factory):
     before = dump_stores(floor)
     planned = reconcile.plan(factory.settings, floor.tenant_code)
     assert dump_stores(floor) == before
-    assert planned["checks"] == list(__import__("checks").SPEC_ORDER)
+    assert planned["checks"] == list(__import__("checks").CHECK_IDS)
     # the fault leaves the job's live tokens orphaned too: both checks get their rows
     assert {r["check"] for r in planned["rows"]} == {"cancelled_job_not_clean", "orphan_token"}
     assert planned["guidance"] == []
@@ -209,13 +210,14 @@ def test_metrics_count_applied_and_skipped_rows(factory):
     from prometheus_client import generate_latest
 
     from checks.metrics import registry_for
+    from reconcile.metrics import SOURCES
 
     floor, expected, planned = _corrupt_and_plan(factory, "assignment_without_token")
     reconcile.approve(factory.settings, planned["plan_id"], by="somchai")
     skipped = sorted(expected)[0]
     floor.tenant_sql("UPDATE token_assignment SET status = 'expired' WHERE id = :a", a=skipped)
     reconcile.apply(factory.settings, planned["plan_id"], execute=True)
-    text = generate_latest(registry_for(factory.settings)).decode()
+    text = generate_latest(registry_for(factory.settings, sources=SOURCES)).decode()
     assert ('hatthasilpa_repairs_applied_total{action="expire_assignment",check="assignment_without_token",'
             'tenant="atelier"} 1.0') in text
     assert 'hatthasilpa_repair_rows_skipped_total{check="assignment_without_token",tenant="atelier"} 1.0' in text

@@ -1,4 +1,4 @@
-"""Serials (SPEC §4.6): policy, lifecycle, outbox rows, never-reused numbers."""
+"""Serials (docs/lifecycle.md §6): policy, lifecycle, outbox rows, never-reused numbers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Assignments and work sessions (SPEC §4.4), on PostgreSQL and SQLite."""
+"""Assignments and work sessions (docs/lifecycle.md §4), on PostgreSQL and SQLite."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Routing graph validation (SPEC §3): pure rules, no database."""
+"""Routing graph validation (docs/data-model.md): pure rules, no database."""
 
 import pytest
 

@@ -1,5 +1,5 @@
-"""Alembic environment of the core store."""
+"""Alembic environment of the core DB."""
 
-from lifecycle.migrate import run_env
+from lifecycle.migrate import CORE, run_env
 
-run_env("core")
+run_env(CORE)

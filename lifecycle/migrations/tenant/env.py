@@ -1,5 +1,5 @@
-"""Alembic environment of the tenant store."""
+"""Alembic environment of the tenant DB."""
 
-from lifecycle.migrate import run_env
+from lifecycle.migrate import TENANT, run_env
 
-run_env("tenant")
+run_env(TENANT)

@@ -3,7 +3,7 @@
 Revision ID: 0001
 Revises: 
 Besides the tables of ``lifecycle.schema`` this revision creates the ``work_queue``
-view (SPEC §4.5) and the trigger that keeps a scrapped token scrapped (SPEC §4.3).
+view (docs/lifecycle.md §5) and the trigger that keeps a scrapped token scrapped (docs/lifecycle.md §3).
 
 Create Date: 2026-11-29 08:47:26.273076
 

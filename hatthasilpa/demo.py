@@ -1,8 +1,10 @@
-"""A demo factory: two tenants, two graphs, jobs in every state.
+"""A demo factory: three tenants, two graphs, jobs in every state.
 
-Built through the same use cases the CLI calls, so the demo is also a smoke test of
-the whole lifecycle. ``reset`` deletes only the embedded SQLite files of the stores;
-it refuses on any other database.
+``atelier`` (production) and ``sandbox`` (a test tenant) are built through the same use
+cases the CLI calls, so the demo is also a smoke test of the whole lifecycle; ``legacy``
+is a production tenant whose database came from the old ERP and carries the faults of
+the risk register (``docs/risks.md``) for the monitor to find. ``reset`` deletes only
+the embedded SQLite files of the stores; it refuses on any other database.
 """
 
 from __future__ import annotations
@@ -14,10 +16,12 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from . import assignments, graphs, outbox, queue, registry, services, sessions
-from .db import Settings, dispose_engines, get_engine
-from .errors import Conflict, ValidationError
-from .uow import TenantInfo, UnitOfWork, utcnow
+from lifecycle import assignments, graphs, outbox, queue, registry, services, sessions
+from lifecycle.db import Settings, dispose_engines, get_engine
+from lifecycle.errors import Conflict, ValidationError
+from lifecycle.uow import TenantInfo, UnitOfWork, utcnow
+
+from . import stores
 
 TENANTS = [("atelier", "Atelier Bangkok", False), ("sandbox", "QA sandbox", True),
            ("legacy", "Chiang Mai (legacy ERP import)", False)]
@@ -60,8 +64,11 @@ class DemoClock:
     def tick(self, minutes: float) -> None:
         self.t = min(self.t + dt.timedelta(minutes=minutes), utcnow())
 
-ACTIONS = {"start": services.start_job, "cancel": services.cancel_job, "restore": services.restore_job,
-           "archive": services.archive_job}
+# step -> the use case and its arguments for a job code
+ACTIONS = {"start": lambda job: (services.start_job, job, None, "demo"),
+           "cancel": lambda job: (services.cancel_job, job, None, "demo"),
+           "restore": lambda job: (services.restore_job, job),
+           "archive": lambda job: (services.archive_job, job)}
 
 
 def _in_uow(engine, tenant: TenantInfo, clock: DemoClock, fn, *args, **kwargs):
@@ -135,7 +142,7 @@ def build(settings: Settings, reset_first: bool = False, progress=None) -> dict:
     progress = progress or (lambda message: print(message, file=sys.stderr))
     if reset_first:
         reset(settings)
-    registry.upgrade_all(settings)
+    stores.upgrade_all(settings)
     if registry.list_tenants(settings):
         raise Conflict("the stores already hold tenants", hint="run `hatthasilpa demo --reset` for a fresh demo factory")
     for code, name, is_test in TENANTS:
@@ -143,7 +150,7 @@ def build(settings: Settings, reset_first: bool = False, progress=None) -> dict:
         clock = DemoClock()
         registry.add_tenant(settings, code, name=name, is_test=is_test, actor="demo")
         engine = get_engine(settings.tenant_url(code))
-        tenant = TenantInfo.from_registry(registry.get_tenant(settings, code))
+        tenant = registry.tenant_info(settings, code)
         with UnitOfWork(engine) as uow:
             for graph_code, document in GRAPHS.items():
                 graphs.create_graph(uow, graph_code, graphs.parse_graph(document))
@@ -164,7 +171,7 @@ def build(settings: Settings, reset_first: bool = False, progress=None) -> dict:
                     elif step == "finish":
                         _finish(engine, tenant, clock, job_code, number)
                     else:
-                        _in_uow(engine, tenant, clock, ACTIONS[step], job_code, actor="demo")
+                        _in_uow(engine, tenant, clock, *ACTIONS[step](job_code))
         progress(f"demo: {number} jobs on {code}")
     relayed = outbox.relay(settings)
     progress(f"demo: {relayed['published']} serial events relayed to core")
@@ -174,7 +181,7 @@ def build(settings: Settings, reset_first: bool = False, progress=None) -> dict:
 
 
 def legacy_faults(settings: Settings) -> list[str]:
-    """Write into the ``legacy`` tenant what the old ERP's code paths wrote (seed §2), so the
+    """Write into the ``legacy`` tenant what the old ERP's code paths wrote (docs/risks.md §2), so the
     monitor has something to find. Its database lacks our guard trigger, as a legacy one would."""
     tenant = get_engine(settings.tenant_url(LEGACY))
     core = get_engine(settings.core_url)

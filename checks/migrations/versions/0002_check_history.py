@@ -4,8 +4,8 @@ Revision ID: 0002
 Revises: 0001
 Create Date: 2026-11-29 09:30:00
 
-``latest_finding`` is the key query of metrics and dashboards: the last result of
-every (tenant, check), answered from ``ix_finding_tenant_check``.
+``latest_finding`` is the last result of every (tenant, check), answered from
+``ix_finding_tenant_check`` (the repair planner and the reports read it).
 """
 from typing import Sequence, Union
 

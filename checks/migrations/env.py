@@ -1,5 +1,6 @@
 """Alembic environment of the monitor store."""
 
+from checks.schema import MONITOR
 from lifecycle.migrate import run_env
 
-run_env("monitor")
+run_env(MONITOR)

@@ -1,4 +1,4 @@
-"""``hatthasilpa doctor``: the explicit prerequisites of the lifecycle's DAG operations (seed §7.4).
+"""``hatthasilpa doctor``: the explicit prerequisites of the lifecycle's DAG operations (docs/risks.md §7.4).
 
 Each check says what must hold, whether it does (``ok``), what was seen (``detail``)
 and how to fix it (``hint``):
@@ -29,14 +29,26 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
-from . import graphs, migrate, outbox, registry
-from .db import Settings, get_engine, normalize_url
-from .errors import HatthasilpaError, PrerequisitesFailed
-from .schema import routing_edge, routing_graph, routing_node
-from .registry import FF_SERIAL_STD_HAT
-from .uow import Clock, utcnow
+from checks.model import OUTBOX_GRACE
+from checks.schema import MONITOR
+from lifecycle import graphs, migrate, outbox, registry
+from lifecycle.db import Settings, get_engine, normalize_url
+from lifecycle.errors import HatthasilpaError, Refused
+from lifecycle.registry import FF_SERIAL_STD_HAT
+from lifecycle.schema import routing_edge, routing_graph, routing_node
+from lifecycle.uow import Clock, utcnow
 
-OUTBOX_GRACE_SECONDS = 300  # SPEC §6 serial_outbox_lag default
+OUTBOX_GRACE_SECONDS = int(OUTBOX_GRACE.default.total_seconds())  # the serial checks' grace period
+
+
+class PrerequisitesFailed(Refused):
+    """At least one prerequisite fails; the whole report rides in the envelope's ``data``."""
+
+    code = "PREREQUISITES_FAILED"
+
+    def __init__(self, message: str, hint: str | None = None, data: dict | None = None, **details: object) -> None:
+        super().__init__(message, hint, **details)
+        self.data = data
 
 
 def _check(name: str, ok: bool, detail: str, hint: str | None = None, tenant: str | None = None) -> dict:
@@ -55,7 +67,7 @@ def _first_line(exc: Exception) -> str:
     return str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
 
 
-def _migrations(name: str, url: str, store: str, hint: str, tenant: str | None = None) -> dict:
+def _migrations(name: str, url: str, store: migrate.Store, hint: str, tenant: str | None = None) -> dict:
     missing = _missing_sqlite_file(url)
     if missing:
         return _check(name, False, missing, hint, tenant)
@@ -125,7 +137,7 @@ def _tenant_checks(settings: Settings, tenant: dict, now: dt.datetime) -> list[d
                       f"{FF_SERIAL_STD_HAT} off on a production tenant: piece-mode starts are refused",
                       f"hatthasilpa flag set {code} {FF_SERIAL_STD_HAT} on", code)
     url = settings.tenant_url(code)
-    migrations = _migrations("tenant_migrations", url, "tenant", "hatthasilpa db upgrade", code)
+    migrations = _migrations("tenant_migrations", url, migrate.TENANT, "hatthasilpa db upgrade", code)
     checks = [migrations, flag]
     if not migrations["ok"]:
         reason = "not checked: the tenant database is not reachable or not migrated"
@@ -152,8 +164,8 @@ def diagnose(settings: Settings, tenant_code: str | None = None, clock: Clock = 
                       "`hatthasilpa db upgrade`")
     checks = [core]
     if core["ok"]:
-        checks.append(_migrations("core_migrations", settings.core_url, "core", "hatthasilpa db upgrade"))
-    checks.append(_migrations("monitor_migrations", settings.monitor_url, "monitor", "hatthasilpa db upgrade"))
+        checks.append(_migrations("core_migrations", settings.core_url, migrate.CORE, "hatthasilpa db upgrade"))
+    checks.append(_migrations("monitor_migrations", settings.monitor_url, MONITOR, "hatthasilpa db upgrade"))
     if core["ok"] and checks[1]["ok"]:
         if tenant_code is not None:
             tenants = [registry.get_tenant(settings, tenant_code)]  # NOT_FOUND for an unknown tenant

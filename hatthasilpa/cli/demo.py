@@ -1,0 +1,29 @@
+"""``demo``: build the demo factory on the configured stores and run the monitoring plan once."""
+
+from __future__ import annotations
+
+import sys
+
+from .. import demo
+from .base import Context
+
+
+def _progress(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def run_demo(ctx: Context) -> dict:
+    from pipelines import local  # Dagster loads only for the demo's monitoring run
+
+    data = demo.build(ctx.settings, reset_first=ctx.args.reset)
+    data["findings"] = local.run_monitoring_plan(ctx.settings, progress=_progress)
+    if ctx.args.summary:
+        ctx.text = "\n\n".join([demo.render(data), local.render(data["findings"]), demo.NEXT_STEPS])
+    return data
+
+
+def register(sub) -> None:
+    p = sub.add_parser("demo", help="build a demo factory on the configured stores")
+    p.add_argument("--reset", action="store_true", help="delete the embedded SQLite demo files first")
+    p.add_argument("--summary", action="store_true", help="print a readable summary instead of the JSON envelope")
+    p.set_defaults(handler=run_demo)

@@ -9,25 +9,23 @@ from .schema import flow_token, hatthasilpa_job, job_graph_instance
 from .uow import UnitOfWork
 
 
-def get_job(uow: UnitOfWork, job_code: str, lock: bool = False, share: bool = False) -> sa.Row:
-    """The job row; ``lock`` takes FOR UPDATE, ``share`` FOR SHARE (no-ops on SQLite)."""
-    query = sa.select(hatthasilpa_job).where(hatthasilpa_job.c.job_code == job_code)
+def _job(uow: UnitOfWork, where, what: str, lock: bool, share: bool) -> sa.Row:
+    query = sa.select(hatthasilpa_job).where(where)
     if lock or share:
         query = query.with_for_update(read=share and not lock)
     row = uow.conn.execute(query).first()
     if row is None:
-        raise NotFound(f"job {job_code} not found", hint="list jobs with `hatthasilpa job list --tenant T`")
+        raise NotFound(f"job {what} not found", hint="list jobs with `hatthasilpa job list --tenant T`")
     return row
+
+
+def get_job(uow: UnitOfWork, job_code: str, lock: bool = False, share: bool = False) -> sa.Row:
+    """The job row; ``lock`` takes FOR UPDATE, ``share`` FOR SHARE (no-ops on SQLite)."""
+    return _job(uow, hatthasilpa_job.c.job_code == job_code, job_code, lock, share)
 
 
 def get_job_by_id(uow: UnitOfWork, job_id: int, lock: bool = False, share: bool = False) -> sa.Row:
-    query = sa.select(hatthasilpa_job).where(hatthasilpa_job.c.id == job_id)
-    if lock or share:
-        query = query.with_for_update(read=share and not lock)
-    row = uow.conn.execute(query).first()
-    if row is None:
-        raise NotFound(f"job {job_id} not found", hint="list jobs with `hatthasilpa job list --tenant T`")
-    return row
+    return _job(uow, hatthasilpa_job.c.id == job_id, f"#{job_id}", lock, share)
 
 
 def token_id_arg(value: object) -> int:

@@ -294,19 +294,24 @@ command_idempotency = sa.Table(
 # The authoritative repair audit: written by ``reconcile`` in the same transaction as the
 # change it records (or the skip). One terminal outcome per plan row: the unique index is
 # what makes two applies of one plan apply each row once.
+def repair_audit_columns() -> list[sa.Column]:
+    """What a repair audit row records — here, and in the monitor's copy (``reconcile.schema``)."""
+    return [sa.Column("plan_id", sa.String(32), nullable=False),
+            sa.Column("row_seq", sa.Integer, nullable=False),
+            sa.Column("check_id", sa.String(64), nullable=False),
+            sa.Column("action", sa.String(32), nullable=False),
+            sa.Column("outcome", sa.String(16), nullable=False),
+            sa.Column("row_key", sa.JSON, nullable=False),
+            sa.Column("before", sa.JSON),
+            sa.Column("after", sa.JSON),
+            sa.Column("reason", sa.Text),
+            sa.Column("actor", sa.String(64), nullable=False)]
+
+
 tenant_repair_audit = sa.Table(
     "repair_audit", tenant_metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("plan_id", sa.String(32), nullable=False),
-    sa.Column("row_seq", sa.Integer, nullable=False),
-    sa.Column("check_id", sa.String(64), nullable=False),
-    sa.Column("action", sa.String(32), nullable=False),
-    sa.Column("outcome", sa.String(16), nullable=False),
-    sa.Column("row_key", sa.JSON, nullable=False),
-    sa.Column("before", sa.JSON),
-    sa.Column("after", sa.JSON),
-    sa.Column("reason", sa.Text),
-    sa.Column("actor", sa.String(64), nullable=False),
+    *repair_audit_columns(),
     created_column(),
     sa.CheckConstraint("outcome IN ('applied', 'skipped')", name="outcome"),
     sa.Index("ux_repair_audit_plan_row", "plan_id", "row_seq", unique=True),

@@ -16,6 +16,8 @@ violation from a race the locks did not cover becomes, by the index's name
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
@@ -77,6 +79,17 @@ def _require_workable(uow: UnitOfWork, job: sa.Row, token: sa.Row) -> None:
         raise InvalidTransition(f"token {token.id} is {token.status}", hint="take a ready token from the work queue")
 
 
+@contextmanager
+def _decided_by_indexes(uow: UnitOfWork):
+    """A savepoint for the writes the partial unique indexes back: a violation (a race the
+    locks did not cover) becomes the refusal of the index's rule."""
+    try:
+        with uow.conn.begin_nested():
+            yield
+    except IntegrityError as exc:
+        raise constraints.refusal(exc) from exc
+
+
 def _session_result(uow: UnitOfWork, session_id: int, **extra) -> dict:
     s = uow.conn.execute(sa.select(token_work_session).where(token_work_session.c.id == session_id)).one()
     token = uow.conn.execute(sa.select(flow_token.c.status, routing_node.c.node_code)
@@ -120,27 +133,40 @@ def start(uow: UnitOfWork, token_id: object, operator_id: str) -> dict:
                         hint="take a token assigned to you or an unassigned one from the work queue")
     _require_operator_free(uow, operator_id)
     now = uow.now()
-    try:
-        with uow.conn.begin_nested():
-            assignment_id = assignment.id if assignment else assignments.create_assignment(
-                uow, token.id, operator_id, AssignmentSource.SELF)
-            session_id = uow.conn.execute(token_work_session.insert().values(
-                token_id=token.id, assignment_id=assignment_id, operator_id=operator_id,
-                status=SessionStatus.ACTIVE.value, started_at=now, work_seconds=0, created_at=now, updated_at=now,
-            ).returning(token_work_session.c.id)).scalar_one()
-    except IntegrityError as exc:  # a race the locks did not cover: the indexes decide
-        raise constraints.refusal(exc) from exc
+    with _decided_by_indexes(uow):
+        assignment_id = assignment.id if assignment else assignments.create_assignment(
+            uow, token.id, operator_id, AssignmentSource.SELF)
+        session_id = uow.conn.execute(token_work_session.insert().values(
+            token_id=token.id, assignment_id=assignment_id, operator_id=operator_id,
+            status=SessionStatus.ACTIVE.value, started_at=now, work_seconds=0, created_at=now, updated_at=now,
+        ).returning(token_work_session.c.id)).scalar_one()
     tokens.move(uow, [token], TokenStatus.ACTIVE, "session_started", operator_id)
     return _session_result(uow, session_id)
 
 
-def pause(uow: UnitOfWork, token_id: object, operator_id: str) -> dict:
+# verb -> the session status it needs, and what to do when the session is in the other one
+NEEDS = {"pause": (SessionStatus.ACTIVE, "it is paused already; resume it first"),
+         "resume": (SessionStatus.PAUSED, "only a paused session can be resumed"),
+         "complete": (SessionStatus.ACTIVE, "resume it before completing")}
+
+
+def _session_for(uow: UnitOfWork, token_id: object, operator_id: str, verb: str, job_lock: str = "share",
+                 locked: tuple | None = None) -> tuple[sa.Row, sa.Row, sa.Row]:
+    """Lock the token (and its job), check it can be worked, and return its open session —
+    the operator's own, in the status ``verb`` needs."""
     assignments.validate_operator(operator_id)
-    job, token = _lock(uow, token_id, "share")
+    job, token = locked or _lock(uow, token_id, job_lock)
     _require_workable(uow, job, token)
-    session = _owned_open_session(uow, token, operator_id, "pause")
-    if session.status != SessionStatus.ACTIVE.value:
-        raise InvalidTransition(f"session {session.id} is already paused", hint="resume it first")
+    session = _owned_open_session(uow, token, operator_id, verb)
+    needed, hint = NEEDS[verb]
+    if session.status != needed.value:
+        raise InvalidTransition(f"session {session.id} is {session.status}; {verb} needs it {needed.value}",
+                                hint=hint)
+    return job, token, session
+
+
+def pause(uow: UnitOfWork, token_id: object, operator_id: str) -> dict:
+    _, token, session = _session_for(uow, token_id, operator_id, "pause")
     now = uow.now()
     uow.conn.execute(token_work_session.update().where(token_work_session.c.id == session.id).values(
         status=SessionStatus.PAUSED.value, work_seconds=assignments.worked_seconds(session, now), updated_at=now))
@@ -149,20 +175,12 @@ def pause(uow: UnitOfWork, token_id: object, operator_id: str) -> dict:
 
 
 def resume(uow: UnitOfWork, token_id: object, operator_id: str, locked: tuple | None = None) -> dict:
-    assignments.validate_operator(operator_id)
-    job, token = locked or _lock(uow, token_id, "share")
-    _require_workable(uow, job, token)
-    session = _owned_open_session(uow, token, operator_id, "resume")
-    if session.status != SessionStatus.PAUSED.value:
-        raise InvalidTransition(f"session {session.id} is not paused", hint="only a paused session can be resumed")
+    _, token, session = _session_for(uow, token_id, operator_id, "resume", locked=locked)
     _require_operator_free(uow, operator_id)
     now = uow.now()
-    try:
-        with uow.conn.begin_nested():
-            uow.conn.execute(token_work_session.update().where(token_work_session.c.id == session.id).values(
-                status=SessionStatus.ACTIVE.value, resumed_at=now, updated_at=now))
-    except IntegrityError as exc:
-        raise constraints.refusal(exc) from exc
+    with _decided_by_indexes(uow):
+        uow.conn.execute(token_work_session.update().where(token_work_session.c.id == session.id).values(
+            status=SessionStatus.ACTIVE.value, resumed_at=now, updated_at=now))
     tokens.move(uow, [token], TokenStatus.ACTIVE, "session_resumed", operator_id)
     return _session_result(uow, session.id)
 
@@ -176,12 +194,7 @@ def successors(uow: UnitOfWork, node_id: int) -> dict[str, int]:
 
 def complete(uow: UnitOfWork, token_id: object, operator_id: str, next_node: str | None = None) -> dict:
     """Close the session, finish the assignment and route the token on (or out)."""
-    assignments.validate_operator(operator_id)
-    job, token = _lock(uow, token_id, "update")
-    _require_workable(uow, job, token)
-    session = _owned_open_session(uow, token, operator_id, "complete")
-    if session.status != SessionStatus.ACTIVE.value:
-        raise InvalidTransition(f"session {session.id} is paused", hint="resume it before completing")
+    job, token, session = _session_for(uow, token_id, operator_id, "complete", job_lock="update")
     node = uow.conn.execute(sa.select(routing_node).where(routing_node.c.id == token.current_node_id)).one()
     options = successors(uow, node.id)
     target_id = None

@@ -95,43 +95,52 @@ def sql_list(statuses) -> str:
     """``('a', 'b')`` — a status set as an SQL literal list, for the check catalogue's queries."""
     return "(" + ", ".join(f"'{s.value}'" for s in statuses) + ")"
 
-# (from, to): the command or event that takes it.
-JOB_TRANSITIONS: dict[tuple[JobStatus, JobStatus], str] = {
-    (JobStatus.PLANNED, JobStatus.IN_PROGRESS): "start",
-    (JobStatus.IN_PROGRESS, JobStatus.COMPLETED): "last token finished",
-    (JobStatus.PLANNED, JobStatus.CANCELLED): "cancel",
-    (JobStatus.IN_PROGRESS, JobStatus.CANCELLED): "cancel",
-    (JobStatus.CANCELLED, JobStatus.PLANNED): "restore",
-    (JobStatus.COMPLETED, JobStatus.ARCHIVED): "archive",
-    (JobStatus.CANCELLED, JobStatus.ARCHIVED): "archive",
-}
+def _table(enum_cls, moves: str) -> dict:
+    """A transition table from ``from -> to: what takes it`` lines (status values, as in the diagrams)."""
+    table = {}
+    for line in filter(None, (raw.strip() for raw in moves.splitlines())):
+        move, label = line.split(":", 1)
+        src, dst = (enum_cls(status.strip()) for status in move.split("->"))
+        table[(src, dst)] = label.strip()
+    return table
 
-INSTANCE_TRANSITIONS: dict[tuple[InstanceStatus, InstanceStatus], str] = {
-    (InstanceStatus.ACTIVE, InstanceStatus.COMPLETED): "job completed",
-    (InstanceStatus.ACTIVE, InstanceStatus.ARCHIVED): "cancel / respawn after scrap",
-    (InstanceStatus.COMPLETED, InstanceStatus.ARCHIVED): "job archived",
-}
+
+JOB_TRANSITIONS: dict[tuple[JobStatus, JobStatus], str] = _table(JobStatus, """
+    planned     -> in_progress : start
+    in_progress -> completed   : last token finished
+    planned     -> cancelled   : cancel
+    in_progress -> cancelled   : cancel
+    cancelled   -> planned     : restore
+    completed   -> archived    : archive
+    cancelled   -> archived    : archive
+""")
+
+INSTANCE_TRANSITIONS: dict[tuple[InstanceStatus, InstanceStatus], str] = _table(InstanceStatus, """
+    active    -> completed : job completed
+    active    -> archived  : cancel / respawn after scrap
+    completed -> archived  : job archived
+""")
 
 # Every token move goes through ``lifecycle.tokens.move``, which checks this table. The
 # repair moves are here too: a token a repair releases (its session closed under it) goes
 # back to ready, and a resurrected token — completed included — goes back to scrapped.
-TOKEN_TRANSITIONS: dict[tuple[TokenStatus, TokenStatus], str] = {
-    (TokenStatus.READY, TokenStatus.ACTIVE): "session start",
-    (TokenStatus.ACTIVE, TokenStatus.PAUSED): "session pause",
-    (TokenStatus.PAUSED, TokenStatus.ACTIVE): "session resume",
-    (TokenStatus.ACTIVE, TokenStatus.READY): "session complete (next node) / repair release",
-    (TokenStatus.PAUSED, TokenStatus.READY): "repair release",
-    (TokenStatus.ACTIVE, TokenStatus.COMPLETED): "session complete (end node)",
-    (TokenStatus.READY, TokenStatus.SCRAPPED): "cancel / repair",
-    (TokenStatus.ACTIVE, TokenStatus.SCRAPPED): "cancel / repair",
-    (TokenStatus.PAUSED, TokenStatus.SCRAPPED): "cancel / repair",
-    (TokenStatus.COMPLETED, TokenStatus.SCRAPPED): "repair (a resurrected token)",
-}
+TOKEN_TRANSITIONS: dict[tuple[TokenStatus, TokenStatus], str] = _table(TokenStatus, """
+    ready     -> active    : session start
+    active    -> paused    : session pause
+    paused    -> active    : session resume
+    active    -> ready     : session complete (next node) / repair release
+    paused    -> ready     : repair release
+    active    -> completed : session complete (end node)
+    ready     -> scrapped  : cancel / repair
+    active    -> scrapped  : cancel / repair
+    paused    -> scrapped  : cancel / repair
+    completed -> scrapped  : repair (a resurrected token)
+""")
 
-SERIAL_TRANSITIONS: dict[tuple[SerialStatus, SerialStatus], str] = {
-    (SerialStatus.ISSUED, SerialStatus.COMPLETED): "token completed",
-    (SerialStatus.ISSUED, SerialStatus.VOIDED): "token scrapped by cancel",
-}
+SERIAL_TRANSITIONS: dict[tuple[SerialStatus, SerialStatus], str] = _table(SerialStatus, """
+    issued -> completed : token completed
+    issued -> voided    : token scrapped by cancel
+""")
 
 INITIAL = {JobStatus: JobStatus.PLANNED, InstanceStatus: InstanceStatus.ACTIVE, TokenStatus: TokenStatus.READY,
            SerialStatus: SerialStatus.ISSUED}

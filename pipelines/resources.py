@@ -24,6 +24,12 @@ def _setting(explicit: Optional[str], name: str) -> Optional[str]:
     return explicit or EnvVar(name).get_value(None) or None
 
 
+def _url(read_only: bool, explicit: Optional[str], setting: str, read_only_explicit: Optional[str],
+         read_only_setting: str) -> Optional[str]:
+    """The URL a run uses: the read-only one when asked for and set, else the normal one."""
+    return (read_only and _setting(read_only_explicit, read_only_setting)) or _setting(explicit, setting)
+
+
 class CoreDatabase(ConfigurableResource):
     """The core DB: tenants, feature flags, core serial registry."""
 
@@ -31,8 +37,7 @@ class CoreDatabase(ConfigurableResource):
     read_only_url: Optional[str] = None
 
     def resolved_url(self, read_only: bool = False) -> Optional[str]:
-        checks = _setting(self.read_only_url, READ_ONLY_CORE_URL) if read_only else None
-        return checks or _setting(self.url, CORE_URL)
+        return _url(read_only, self.url, CORE_URL, self.read_only_url, READ_ONLY_CORE_URL)
 
 
 class TenantDatabases(ConfigurableResource):
@@ -42,8 +47,8 @@ class TenantDatabases(ConfigurableResource):
     read_only_url_template: Optional[str] = None
 
     def resolved_template(self, read_only: bool = False) -> Optional[str]:
-        checks = _setting(self.read_only_url_template, READ_ONLY_TENANT_URL_TEMPLATE) if read_only else None
-        return checks or _setting(self.url_template, TENANT_URL_TEMPLATE)
+        return _url(read_only, self.url_template, TENANT_URL_TEMPLATE, self.read_only_url_template,
+                    READ_ONLY_TENANT_URL_TEMPLATE)
 
 
 class MonitorStore(ConfigurableResource):

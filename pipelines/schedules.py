@@ -1,10 +1,15 @@
-"""Schedules: fast checks every 15 minutes, reconciliation hourly, GX nightly (one run per tenant),
-and the outbox relay every minute."""
+"""Schedules: one run per tenant at each check's cadence — live checks every 15 minutes, the history
+checks and the reconciliation hourly, GX nightly — and the outbox relay every minute."""
 
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
 
+from checks.model import Cadence
+
 from .jobs import gx_job, integrity_job, outbox_relay_job, reconciliation_job
 from .partitions import TENANT_PARTITIONS_NAME, TENANT_TAG
+
+# The cron of each cadence; ``Cadence`` holds the interval in seconds the metrics and alerts use.
+CRON = {Cadence.LIVE: "*/15 * * * *", Cadence.HOURLY: "7 * * * *", Cadence.NIGHTLY: "30 2 * * *"}
 
 
 def tenant_run_requests(context: ScheduleEvaluationContext):
@@ -12,22 +17,20 @@ def tenant_run_requests(context: ScheduleEvaluationContext):
         yield RunRequest(partition_key=tenant, tags={TENANT_TAG: tenant})
 
 
-@schedule(job=integrity_job, cron_schedule="*/15 * * * *", execution_timezone="UTC",
-          default_status=DefaultScheduleStatus.RUNNING)
-def integrity_schedule(context: ScheduleEvaluationContext):
-    yield from tenant_run_requests(context)
+def per_tenant(name: str, job, cadence: Cadence):
+    """A schedule that runs ``job`` once per tenant partition at ``cadence``."""
+
+    @schedule(name=name, job=job, cron_schedule=CRON[cadence], execution_timezone="UTC",
+              default_status=DefaultScheduleStatus.RUNNING, description=f"one {job.name} run per tenant")
+    def _per_tenant(context: ScheduleEvaluationContext):
+        yield from tenant_run_requests(context)
+
+    return _per_tenant
 
 
-@schedule(job=reconciliation_job, cron_schedule="7 * * * *", execution_timezone="UTC",
-          default_status=DefaultScheduleStatus.RUNNING)
-def reconciliation_schedule(context: ScheduleEvaluationContext):
-    yield from tenant_run_requests(context)
-
-
-@schedule(job=gx_job, cron_schedule="30 2 * * *", execution_timezone="UTC",
-          default_status=DefaultScheduleStatus.RUNNING)
-def gx_schedule(context: ScheduleEvaluationContext):
-    yield from tenant_run_requests(context)
+integrity_schedule = per_tenant("integrity_schedule", integrity_job, Cadence.LIVE)
+reconciliation_schedule = per_tenant("reconciliation_schedule", reconciliation_job, Cadence.HOURLY)
+gx_schedule = per_tenant("gx_schedule", gx_job, Cadence.NIGHTLY)
 
 
 @schedule(job=outbox_relay_job, cron_schedule="* * * * *", execution_timezone="UTC",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 
 from checks.schema import monitor_metadata
-from lifecycle.schema import Timestamp, created_column
+from lifecycle.schema import Timestamp, created_column, repair_audit_columns
 
 repair_plan = sa.Table(
     "repair_plan", monitor_metadata,
@@ -42,16 +42,7 @@ repair_audit = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("tenant_code", sa.String(32), nullable=False),
     sa.Column("tenant_audit_id", sa.Integer, nullable=False),
-    sa.Column("plan_id", sa.String(32), nullable=False),
-    sa.Column("row_seq", sa.Integer, nullable=False),
-    sa.Column("check_id", sa.String(64), nullable=False),
-    sa.Column("action", sa.String(32), nullable=False),
-    sa.Column("outcome", sa.String(16), nullable=False),
-    sa.Column("row_key", sa.JSON, nullable=False),
-    sa.Column("before", sa.JSON),
-    sa.Column("after", sa.JSON),
-    sa.Column("reason", sa.Text),
-    sa.Column("actor", sa.String(64), nullable=False),
+    *repair_audit_columns(),
     sa.Column("applied_at", Timestamp, nullable=False),
     created_column(),
     sa.UniqueConstraint("tenant_code", "tenant_audit_id"),

@@ -70,62 +70,53 @@ def work_queue(ctx: Context) -> dict:
     return ctx.in_tenant(a.tenant, queue.read_queue, node=a.node, operator=a.operator, limit=a.limit, commit=False)
 
 
+IDEMPOTENCY_HELP = "a retry with the same key returns the first result"
+
+
+def _verb(parent, name: str, help_text: str, handler, *positionals: str, **defaults):
+    """A verb acting on one tenant: ``--tenant T`` and its positional arguments."""
+    p = parent.add_parser(name, help=help_text)
+    p.add_argument("--tenant", required=True)
+    for argument in positionals:
+        p.add_argument(argument)
+    p.set_defaults(handler=handler, **defaults)
+    return p
+
+
 def register(sub) -> None:
     graph = group(sub, "graph", "routing graphs")
-    p = graph.add_parser("create", help="create a routing graph (a new version if the code exists)")
-    p.add_argument("--tenant", required=True)
+    p = _verb(graph, "create", "create a routing graph (a new version if the code exists)", graph_create)
     p.add_argument("--code", required=True)
     p.add_argument("--file", required=True, help="GRAPH.json")
-    p.set_defaults(handler=graph_create)
 
     job = group(sub, "job", "production jobs")
-    p = job.add_parser("create", help="create a planned job")
-    p.add_argument("--tenant", required=True)
+    p = _verb(job, "create", "create a planned job", job_create)
     p.add_argument("--code", required=True)
     p.add_argument("--sku", required=True)
     p.add_argument("--quantity", required=True, type=whole_number)
     p.add_argument("--graph", required=True)
     p.add_argument("--mode", default="piece", help="piece (default) or batch")
-    p.set_defaults(handler=job_create)
     for action in ("start", "cancel", "restore", "archive", "show"):
-        p = job.add_parser(action, help=f"{action} a job")
-        p.add_argument("--tenant", required=True)
-        p.add_argument("job")
-        p.add_argument("--idempotency-key", help="a retry with the same key returns the first result "
-                                                 "(accepted by show for symmetry: reading needs no key)")
-        p.set_defaults(handler=job_action, action=action)
-    p = job.add_parser("list", help="jobs of a tenant")
-    p.add_argument("--tenant", required=True)
-    p.add_argument("--status")
-    p.set_defaults(handler=job_list)
+        p = _verb(job, action, f"{action} a job", job_action, "job", action=action)
+        p.add_argument("--idempotency-key", help=IDEMPOTENCY_HELP + (" (accepted for symmetry: reading needs no key)"
+                                                                     if action == "show" else ""))
+    _verb(job, "list", "jobs of a tenant", job_list).add_argument("--status")
 
     token = group(sub, "token", "tokens")
-    p = token.add_parser("spawn", help="run the spawn guard on an in-progress job")
-    p.add_argument("--tenant", required=True)
-    p.add_argument("job")
-    p.add_argument("--idempotency-key")
-    p.set_defaults(handler=token_spawn)
-    p = token.add_parser("show", help="a token with its events, sessions, assignments and serial")
-    p.add_argument("--tenant", required=True)
-    p.add_argument("token_id")
-    p.set_defaults(handler=token_show)
+    _verb(token, "spawn", "run the spawn guard on an in-progress job", token_spawn, "job") \
+        .add_argument("--idempotency-key", help=IDEMPOTENCY_HELP)
+    _verb(token, "show", "a token with its events, sessions, assignments and serial", token_show, "token_id")
 
     assign = group(sub, "assign", "manager assignments")
-    p = assign.add_parser("plan", help="plan which operator works a node of a job")
-    p.add_argument("--tenant", required=True)
-    p.add_argument("job")
+    p = _verb(assign, "plan", "plan which operator works a node of a job", assign_plan, "job")
     p.add_argument("--node", required=True)
     p.add_argument("--operator", required=True)
-    p.set_defaults(handler=assign_plan)
 
     verbs = group(sub, "session", "operator work sessions")
     for action in ("start", "pause", "resume", "complete"):
-        p = verbs.add_parser(action, help=f"{action} a work session on a token")
-        p.add_argument("--tenant", required=True)
-        p.add_argument("token_id")
+        p = _verb(verbs, action, f"{action} a work session on a token", session, "token_id", action=action)
         p.add_argument("--operator", required=True)
         p.add_argument("--next", help="successor node code, when the node has several (complete only)")
-        p.set_defaults(handler=session, action=action)
 
     p = sub.add_parser("work-queue", help="ready tokens operators can take")
     p.add_argument("--tenant", required=True)

@@ -84,7 +84,7 @@ def browser():
 
 def test_asset_page_lists_the_catalogue_checks(sqlite_factory, tmp_path, browser):
     from checks import catalogue
-    from pipelines.checks import INTEGRITY_CHECKS
+    from pipelines.checks import LIVE_CHECKS as INTEGRITY_CHECKS
 
     env = {**os.environ, "HATTHASILPA_CORE_URL": sqlite_factory.settings.core_url,
            "HATTHASILPA_TENANT_URL_TEMPLATE": sqlite_factory.settings.tenant_url_template,
@@ -102,4 +102,4 @@ def test_asset_page_lists_the_catalogue_checks(sqlite_factory, tmp_path, browser
         html = page.content()
         page.close()
     assert all(c.id in html for c in INTEGRITY_CHECKS)
-    assert len(INTEGRITY_CHECKS) < len(catalogue.all_checks())  # the reconciliation checks sit on the other asset
+    assert len(INTEGRITY_CHECKS) < len(catalogue.all_checks())  # the hourly checks sit on the other assets

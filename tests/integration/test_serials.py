@@ -172,13 +172,18 @@ def test_complete_serial_of_a_batch_token_is_none(factory):
         assert serials.complete_serial(uow, token) is None
 
 
-def test_eight_concurrent_spawns_of_one_sku_get_distinct_numbers_never_reused(pg_factory):
-    codes = [f"P{i}" for i in range(8)]
+def _concurrent_starts(f, prefix: str, jobs: int, quantity: int) -> tuple[list[str], list[str]]:
+    """Create ``jobs`` jobs and start them all at once; return the job codes and every serial issued."""
+    codes = [f"{prefix}{i}" for i in range(jobs)]
     for code in codes:
-        create_job(pg_factory, code, quantity=5)
-    results, errors = run_concurrently([use_case(pg_factory, services.start_job, c) for c in codes])
-    assert errors == [None] * 8
-    first = [s for r in results for s in r["serials"]]
+        create_job(f, code, quantity=quantity)
+    results, errors = run_concurrently([use_case(f, services.start_job, c) for c in codes])
+    assert errors == [None] * jobs
+    return codes, [s for r in results for s in r["serials"]]
+
+
+def test_eight_concurrent_spawns_of_one_sku_get_distinct_numbers_never_reused(pg_factory):
+    codes, first = _concurrent_starts(pg_factory, "P", jobs=8, quantity=5)
     assert sorted(first) == [f"ATELIER-TOTE-{n:06d}" for n in range(1, 41)]
     # cancel everything (voids), restore and restart concurrently: only fresh numbers
     _, errors = run_concurrently([use_case(pg_factory, services.cancel_job, c) for c in codes])
@@ -195,12 +200,8 @@ def test_eight_concurrent_spawns_of_one_sku_get_distinct_numbers_never_reused(pg
 
 
 def test_concurrent_spawns_on_sqlite_serialize_on_the_write_lock(sqlite_factory):
-    codes = [f"S{i}" for i in range(4)]
-    for code in codes:
-        create_job(sqlite_factory, code, quantity=3)
-    results, errors = run_concurrently([use_case(sqlite_factory, services.start_job, c) for c in codes])
-    assert errors == [None] * 4
-    assert sorted(s for r in results for s in r["serials"]) == [f"ATELIER-TOTE-{n:06d}" for n in range(1, 13)]
+    _, serials_issued = _concurrent_starts(sqlite_factory, "S", jobs=4, quantity=3)
+    assert sorted(serials_issued) == [f"ATELIER-TOTE-{n:06d}" for n in range(1, 13)]
 
 
 def test_session_complete_on_the_end_node_completes_the_serial(factory):

@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 docs: $(STAMP)
-	$(BIN)/python -m lifecycle.statedocs
+	$(BIN)/python -m checks.statedocs
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

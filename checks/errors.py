@@ -15,3 +15,9 @@ class CheckTimeout(Exception):
     """A check ran past its time budget (raised between the batches of a comparison).
 
     The runner records it as the check's error result; it never leaves the runner."""
+
+
+class AuditTampered(Refused):
+    """``audit verify`` found an entry of the audit log edited, deleted or out of order."""
+
+    code = "AUDIT_TAMPERED"

@@ -27,7 +27,7 @@ from lifecycle import registry
 from lifecycle.db import Settings, get_engine, is_postgres
 from lifecycle.uow import utcnow
 
-from . import catalogue, store
+from . import catalogue, incidents, store
 from .context import tenant_params
 from .engine import Target, count_and_sample, deadline_after
 from .model import Check, Scope
@@ -52,6 +52,8 @@ class CheckResult:
     finished_at: dt.datetime
     duration_seconds: float
     error: str | None = None
+    keys: list[dict] = field(default_factory=list, repr=False)  # offending keys, up to incidents.KEY_CAP
+    incident: dict | None = None  # {id, state} once the run is recorded
 
     @property
     def ok(self) -> bool:
@@ -59,6 +61,7 @@ class CheckResult:
 
     def to_dict(self) -> dict:
         body = asdict(self)
+        body.pop("keys")
         body["started_at"] = self.started_at.isoformat()
         body["finished_at"] = self.finished_at.isoformat()
         return body
@@ -116,9 +119,12 @@ def _error_text(exc: BaseException) -> str:
 def run_check(check: Check, tenant_code: str, tenant_conn: sa.Connection, core_conn: sa.Connection,
               params: dict, sample_size: int = DEFAULT_SAMPLE_SIZE,
               timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> CheckResult:
-    """Run one check on one tenant in its own read-only transaction(s); never raises."""
+    """Run one check on one tenant in its own read-only transaction(s); never raises.
+
+    Keeps the first ``sample_size`` offending rows as the sample and the keys of the first
+    ``incidents.KEY_CAP`` for the incident's evidence."""
     started, t0 = utcnow(), time.perf_counter()
-    count, sample, error = 0, [], None
+    count, sample, keys, error = 0, [], [], None
     try:
         with ExitStack() as stack:
             stack.enter_context(read_only(tenant_conn, timeout_seconds))
@@ -127,13 +133,14 @@ def run_check(check: Check, tenant_code: str, tenant_conn: sa.Connection, core_c
                 stack.enter_context(read_only(core_conn, timeout_seconds))
             target = Target(tenant_code, tenant_conn, core_conn if reads_core else None, params,
                             deadline=deadline_after(timeout_seconds))
-            count, sample = count_and_sample(check, target, sample_size)
+            count, rows = count_and_sample(check, target, max(sample_size, incidents.KEY_CAP))
+            sample, keys = rows[:sample_size], [{k: row.get(k) for k in check.keys} for row in rows]
     except Exception as exc:  # a failing check is a result, not the end of the run
-        count, sample, error = 0, [], _error_text(exc)
+        count, sample, keys, error = 0, [], [], _error_text(exc)
     duration = time.perf_counter() - t0
     return CheckResult(check=check.id, tenant=tenant_code, severity=check.severity.value, family=check.family.value,
                        count=count, sample=sample, started_at=started, finished_at=utcnow(),
-                       duration_seconds=round(duration, 6), error=error)
+                       duration_seconds=round(duration, 6), error=error, keys=keys)
 
 
 def unreachable(tenant_code: str, checks: Iterable[Check], exc: BaseException) -> list[CheckResult]:
@@ -173,8 +180,10 @@ def run_checks(settings: Settings, tenants: list[str] | None = None,
                check_ids: list[str] | None = None, *, fast_only: bool = False, now: dt.datetime | None = None,
                thresholds: dict | None = None, sample_size: int = DEFAULT_SAMPLE_SIZE,
                timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS, progress: Progress | None = None,
-               record: bool = True, trigger: str = "cli", checks: list[Check] | None = None) -> RunReport:
-    """Run checks on tenants (every registered tenant when None) and record them in the monitor store."""
+               record: bool = True, trigger: str = "cli", checks: list[Check] | None = None,
+               plan_id: str | None = None) -> RunReport:
+    """Run checks on tenants (every registered tenant when None) and record them in the monitor store
+    (a repair's re-check names its ``plan_id``)."""
     selected = checks if checks is not None else catalogue.select(check_ids, fast_only=fast_only)
     codes = [registry.get_tenant(settings, t)["tenant_code"] for t in dict.fromkeys(tenants)] if tenants \
         else [t["tenant_code"] for t in registry.list_tenants(settings)]
@@ -191,5 +200,6 @@ def run_checks(settings: Settings, tenants: list[str] | None = None,
     report = RunReport(run_id=None, started_at=started, finished_at=utcnow(), results=results)
     if record:
         report.run_id = store.record_run(settings.monitor_url, report, trigger=trigger,
-                                         selection={"tenants": codes, "checks": [c.id for c in selected]})
+                                         selection={"tenants": codes, "checks": [c.id for c in selected]},
+                                         plan_id=plan_id)
     return report

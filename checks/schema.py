@@ -2,8 +2,13 @@
 
 The monitor store is the monitor's own database (``HATTHASILPA_MONITOR_URL``). Its one
 Alembic history is ``checks/migrations``; the tables it creates are declared here (check
-runs and findings) and in ``reconcile/schema.py`` (repair plans, approvals and the audit
-copy), all on ``monitor_metadata``. ``MONITOR`` is the store as ``lifecycle.migrate``
+runs and findings, incidents with their keys and events, the hash-chained audit log and
+its verifications) and in ``reconcile/schema.py`` (repair plans, approvals, the audit copy
+and the plan-to-incident links), all on ``monitor_metadata``.
+
+References an incident holds to check runs (``opened_run_id``, ``last_run_id``,
+``resolved_run_id``) are plain ids, not foreign keys: history retention may prune the runs
+of resolved incidents, and must keep every run an unresolved incident names. ``MONITOR`` is the store as ``lifecycle.migrate``
 migrates it.
 """
 
@@ -14,7 +19,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from lifecycle.migrate import Store
-from lifecycle.schema import NAMING, Timestamp, created_column
+from lifecycle.schema import NAMING, Timestamp, created_column, updated_column
 
 monitor_metadata = sa.MetaData(naming_convention=NAMING)
 MONITOR = Store("monitor", Path(__file__).parent / "migrations", monitor_metadata)
@@ -51,4 +56,96 @@ finding = sa.Table(
     created_column(),
     sa.Index("ix_finding_tenant_check", "tenant_code", "check_id", "id"),
     sa.Index("ix_finding_run_id", "run_id"),
+)
+
+
+INCIDENT_STATES = ("open", "acknowledged", "muted", "resolved")  # checks.incidents.IncidentState
+UNRESOLVED = sa.text("resolved_at IS NULL")
+
+incident = sa.Table(
+    "incident", monitor_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("tenant_code", sa.String(32), nullable=False),
+    sa.Column("check_id", sa.String(64), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),  # rows found by the last run that found rows
+    sa.Column("opened_at", Timestamp, nullable=False),
+    sa.Column("opened_run_id", sa.Integer, nullable=False),
+    sa.Column("last_run_id", sa.Integer, nullable=False),
+    sa.Column("last_seen_at", Timestamp, nullable=False),
+    sa.Column("keys_tracked", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("acknowledged_by", sa.String(64)),
+    sa.Column("acknowledged_at", Timestamp),
+    sa.Column("muted_by", sa.String(64)),
+    sa.Column("muted_at", Timestamp),
+    sa.Column("muted_until", Timestamp),
+    sa.Column("muted_count", sa.Integer),  # rows at muting: a run finding more ends the mute
+    sa.Column("resolved_at", Timestamp),
+    sa.Column("resolved_run_id", sa.Integer),
+    sa.Column("resolved_by_plan", sa.String(32)),
+    sa.Column("ack_seconds", sa.Float),  # opened -> first acknowledged
+    sa.Column("resolve_seconds", sa.Float),  # opened -> resolved
+    created_column(),
+    updated_column(),
+    sa.CheckConstraint("state IN ('open', 'acknowledged', 'muted', 'resolved')", name="state"),
+    sa.CheckConstraint("(state = 'resolved') = (resolved_at IS NOT NULL)", name="resolved_has_time"),
+    sa.CheckConstraint("state <> 'muted' OR muted_until IS NOT NULL", name="muted_has_end"),
+    sa.Index("ux_incident_one_unresolved", "tenant_code", "check_id", unique=True,
+             postgresql_where=UNRESOLVED, sqlite_where=UNRESOLVED),
+    sa.Index("ix_incident_tenant_code_check_id_id", "tenant_code", "check_id", "id"),
+    sa.Index("ix_incident_unresolved", "id", postgresql_where=UNRESOLVED, sqlite_where=UNRESOLVED),
+)
+
+incident_key = sa.Table(
+    "incident_key", monitor_metadata,
+    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incident.id"), primary_key=True),
+    sa.Column("row_key", sa.String(500), primary_key=True),  # the key's canonical JSON
+    sa.Column("first_seen", Timestamp, nullable=False),
+    sa.Column("last_seen", Timestamp, nullable=False),
+    sa.Column("returns", sa.Integer, nullable=False, server_default="0"),  # times it came back after a gap
+    created_column(),
+)
+
+incident_event = sa.Table(
+    "incident_event", monitor_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incident.id"), nullable=False),
+    sa.Column("at", Timestamp, nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("from_state", sa.String(16)),
+    sa.Column("to_state", sa.String(16), nullable=False),
+    sa.Column("note", sa.Text),
+    sa.Column("run_id", sa.Integer),
+    sa.Column("plan_id", sa.String(32)),
+    sa.Column("detail", sa.JSON),
+    created_column(),
+    sa.Index("ix_incident_event_incident_id", "incident_id"),
+)
+
+# Append-only and hash-chained (checks.audit_log): no code path updates or deletes an entry,
+# and triggers refuse UPDATE and DELETE.
+audit_log = sa.Table(
+    "audit_log", monitor_metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("created_at", Timestamp, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("subject", sa.String(128), nullable=False),
+    sa.Column("body", sa.JSON, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("entry_hash", sa.String(64), nullable=False),
+    sa.UniqueConstraint("entry_hash"),
+)
+
+audit_verification = sa.Table(
+    "audit_verification", monitor_metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("verified_at", Timestamp, nullable=False),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    sa.Column("entries", sa.Integer, nullable=False),
+    sa.Column("first_broken", sa.Integer),
+    sa.Column("message", sa.Text),
+    created_column(),
 )

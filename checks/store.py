@@ -1,7 +1,9 @@
 """Check runs and their findings in the monitor store (tables in ``checks.schema``).
 
 A run is one ``check_run`` row and one ``finding`` row per (tenant, check) with the
-count, the bounded sample, severity, timing and error. ``latest_results`` answers the
+count, the bounded sample, severity, timing and error; the same transaction opens,
+updates or resolves each pair's incident (``checks.incidents``), so a run is never
+recorded without it, whichever path records it. ``latest_results`` answers the
 repair planner and the readable reports: the last finding of every (tenant, check),
 from the ``latest_finding`` view.
 
@@ -18,6 +20,7 @@ from lifecycle.db import get_engine
 from lifecycle.errors import NotFound
 from lifecycle.uow import iso, utcnow
 
+from . import incidents
 from .schema import MONITOR, check_run, finding
 
 latest_finding = sa.table("latest_finding", *(sa.column(c.name) for c in finding.columns))
@@ -37,8 +40,11 @@ def require_migrated(monitor_url: str) -> None:
                        hint="run `hatthasilpa db upgrade`, or any `check run`, which migrates it")
 
 
-def record_run(monitor_url: str, report, trigger: str = "cli", selection: dict | None = None) -> int:
-    """Write a finished run and its findings in one transaction; return the run id."""
+def record_run(monitor_url: str, report, trigger: str = "cli", selection: dict | None = None,
+               plan_id: str | None = None) -> int:
+    """Write a finished run, its incident updates and its findings in one transaction; return the run id.
+
+    ``plan_id`` names the repair whose re-check this run is (an incident it resolves says so)."""
     ensure_migrated(monitor_url)
     with get_engine(monitor_url).begin() as conn:
         run_id = conn.execute(check_run.insert().values(
@@ -46,6 +52,7 @@ def record_run(monitor_url: str, report, trigger: str = "cli", selection: dict |
             selection=selection, violation_count=sum(r.count for r in report.results),
             error_count=sum(1 for r in report.results if r.error), created_at=utcnow(),
         ).returning(check_run.c.id)).scalar_one()
+        incidents.record(conn, run_id, report.results, utcnow(), plan_id=plan_id)
         if report.results:
             conn.execute(finding.insert(), [
                 {"run_id": run_id, "tenant_code": r.tenant, "check_id": r.check, "family": r.family,

@@ -1,7 +1,8 @@
 """Write the state diagrams of ``lifecycle.states`` into ``docs/state-machines.md``.
 
-Run ``python -m lifecycle.statedocs`` (or ``make docs``) after changing a transition
-table; ``tests/unit/test_statedocs.py`` fails while the committed file is stale.
+``render`` draws any list of machines; the monitor adds its incident machine and writes
+the file (``python -m checks.statedocs``, or ``make docs``) after a transition table
+changes; ``tests/unit/test_statedocs.py`` fails while the committed file is stale.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ MACHINES = [
 
 
 def mermaid(enum_cls, table: dict) -> str:
-    lines = ["```mermaid", "stateDiagram-v2", f"    [*] --> {INITIAL[enum_cls].value}"]
+    initial = INITIAL.get(enum_cls, next(iter(enum_cls)))  # else the enum's first member
+    lines = ["```mermaid", "stateDiagram-v2", f"    [*] --> {initial.value}"]
     for (src, dst), label in table.items():
         lines.append(f"    {src.value} --> {dst.value}: {label}")
     finals = [s for s in enum_cls if not any(src == s for (src, _) in table)]
@@ -39,20 +41,12 @@ def mermaid(enum_cls, table: dict) -> str:
     return "\n".join(lines)
 
 
-def render() -> str:
-    parts = ["# State machines", "",
-             "Generated from `lifecycle/states.py` by `python -m lifecycle.statedocs`; do not edit by hand.", ""]
-    for title, enum_cls, table, note in MACHINES:
+GENERATED = ("Generated from `lifecycle/states.py` and `checks/incidents.py` by `python -m checks.statedocs` "
+             "(`make docs`); do not edit by hand.")
+
+
+def render(machines=MACHINES) -> str:
+    parts = ["# State machines", "", GENERATED, ""]
+    for title, enum_cls, table, note in machines:
         parts += [f"## {title}", "", note, "", mermaid(enum_cls, table), ""]
     return "\n".join(parts)
-
-
-def main() -> int:
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(render(), encoding="utf-8")
-    print(f"wrote {DOC}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -95,7 +95,7 @@ def sql_list(statuses) -> str:
     """``('a', 'b')`` — a status set as an SQL literal list, for the check catalogue's queries."""
     return "(" + ", ".join(f"'{s.value}'" for s in statuses) + ")"
 
-def _table(enum_cls, moves: str) -> dict:
+def transition_table(enum_cls, moves: str) -> dict:
     """A transition table from ``from -> to: what takes it`` lines (status values, as in the diagrams)."""
     table = {}
     for line in filter(None, (raw.strip() for raw in moves.splitlines())):
@@ -105,7 +105,7 @@ def _table(enum_cls, moves: str) -> dict:
     return table
 
 
-JOB_TRANSITIONS: dict[tuple[JobStatus, JobStatus], str] = _table(JobStatus, """
+JOB_TRANSITIONS: dict[tuple[JobStatus, JobStatus], str] = transition_table(JobStatus, """
     planned     -> in_progress : start
     in_progress -> completed   : last token finished
     planned     -> cancelled   : cancel
@@ -115,7 +115,7 @@ JOB_TRANSITIONS: dict[tuple[JobStatus, JobStatus], str] = _table(JobStatus, """
     cancelled   -> archived    : archive
 """)
 
-INSTANCE_TRANSITIONS: dict[tuple[InstanceStatus, InstanceStatus], str] = _table(InstanceStatus, """
+INSTANCE_TRANSITIONS: dict[tuple[InstanceStatus, InstanceStatus], str] = transition_table(InstanceStatus, """
     active    -> completed : job completed
     active    -> archived  : cancel / respawn after scrap
     completed -> archived  : job archived
@@ -124,7 +124,7 @@ INSTANCE_TRANSITIONS: dict[tuple[InstanceStatus, InstanceStatus], str] = _table(
 # Every token move goes through ``lifecycle.tokens.move``, which checks this table. The
 # repair moves are here too: a token a repair releases (its session closed under it) goes
 # back to ready, and a resurrected token — completed included — goes back to scrapped.
-TOKEN_TRANSITIONS: dict[tuple[TokenStatus, TokenStatus], str] = _table(TokenStatus, """
+TOKEN_TRANSITIONS: dict[tuple[TokenStatus, TokenStatus], str] = transition_table(TokenStatus, """
     ready     -> active    : session start
     active    -> paused    : session pause
     paused    -> active    : session resume
@@ -137,7 +137,7 @@ TOKEN_TRANSITIONS: dict[tuple[TokenStatus, TokenStatus], str] = _table(TokenStat
     completed -> scrapped  : repair (a resurrected token)
 """)
 
-SERIAL_TRANSITIONS: dict[tuple[SerialStatus, SerialStatus], str] = _table(SerialStatus, """
+SERIAL_TRANSITIONS: dict[tuple[SerialStatus, SerialStatus], str] = transition_table(SerialStatus, """
     issued -> completed : token completed
     issued -> voided    : token scrapped by cancel
 """)
@@ -151,7 +151,8 @@ def sources(table: dict, target) -> tuple:
     return tuple(src for (src, dst) in table if dst == target)
 
 
-def _require(table: dict, what: str, current, target) -> None:
+def require_transition(table: dict, what: str, current, target) -> None:
+    """Raise INVALID_TRANSITION (nothing written yet) unless ``table`` allows ``current → target``."""
     if (current, target) not in table:
         allowed = sorted(dst.value for (src, dst) in table if src == current)
         raise InvalidTransition(
@@ -164,12 +165,12 @@ def _require(table: dict, what: str, current, target) -> None:
 
 def require_job_transition(current: JobStatus | str, target: JobStatus, job_code: str) -> None:
     """Raise INVALID_TRANSITION unless the job state machine allows ``current → target``."""
-    _require(JOB_TRANSITIONS, f"job {job_code}", JobStatus(current), target)
+    require_transition(JOB_TRANSITIONS, f"job {job_code}", JobStatus(current), target)
 
 
 def require_token_transition(current: TokenStatus | str, target: TokenStatus, token_id: int) -> None:
     """Raise INVALID_TRANSITION unless the token state machine allows ``current → target``."""
-    _require(TOKEN_TRANSITIONS, f"token {token_id}", TokenStatus(current), target)
+    require_transition(TOKEN_TRANSITIONS, f"token {token_id}", TokenStatus(current), target)
 
 
 def values(enum_cls) -> list[str]:

@@ -85,7 +85,8 @@ def apply(settings: Settings, plan_id: str, *, execute: bool = False, max_rows: 
     if report["applied"]:
         report["relay"] = _relay(settings, code)
     if recheck and stored["checks"]:
-        rerun = run_checks(settings, tenants=[code], check_ids=stored["checks"], trigger="repair")
+        rerun = run_checks(settings, tenants=[code], check_ids=stored["checks"], trigger="repair",
+                           plan_id=plan_id)
         report["recheck"] = {"run_id": rerun.run_id,
                              "counts": {r.check: r.count for r in rerun.results},
                              "errors": {r.check: r.error for r in rerun.results if r.error}}

@@ -48,3 +48,13 @@ repair_audit = sa.Table(
     sa.UniqueConstraint("tenant_code", "tenant_audit_id"),
     sa.Index("ix_repair_audit_plan_id", "plan_id"),
 )
+
+# The incidents a plan's rows belong to (written with the plan); ``repair show`` and
+# ``incident show`` read it both ways.
+repair_plan_incident = sa.Table(
+    "repair_plan_incident", monitor_metadata,
+    sa.Column("plan_id", sa.String(32), sa.ForeignKey("repair_plan.id"), primary_key=True),
+    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incident.id"), primary_key=True),
+    created_column(),
+    sa.Index("ix_repair_plan_incident_incident_id", "incident_id"),
+)

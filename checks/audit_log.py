@@ -48,11 +48,16 @@ def hash_of(entry: dict) -> str:
     return hashlib.sha256(canonical(entry).encode("utf-8")).hexdigest()
 
 
+def lock_chain(conn: sa.Connection) -> None:
+    """Hold the chain until the caller's transaction ends (SQLite's write lock already does)."""
+    if is_postgres(conn):
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK})
+
+
 def append(conn: sa.Connection, kind: str, actor: str, subject: str, body: dict,
            now: dt.datetime | None = None) -> dict:
     """Append one entry in the caller's transaction; return it."""
-    if is_postgres(conn):
-        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK})
+    lock_chain(conn)
     last = conn.execute(sa.select(audit_log.c.seq, audit_log.c.entry_hash)
                         .order_by(audit_log.c.seq.desc()).limit(1)).first()
     entry = {"seq": (last.seq + 1) if last else 1, "created_at": as_utc(now or utcnow()), "kind": kind,

@@ -4,7 +4,8 @@ The authoritative row is written in the tenant database, in the same transaction
 the change it records (``record``); the unique (plan, row) index there gives each
 plan row one outcome, whoever applies it. ``sync`` then copies a tenant's rows to the
 monitor store's ``repair_audit`` (idempotent: keyed by tenant and tenant row id), where
-``repair show`` and the metrics read them.
+``repair show`` and the metrics read them, and appends each new copy to the monitor's
+hash-chained audit log (``checks.audit_log``) in the same transaction.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import logging
 
 import sqlalchemy as sa
 
-from lifecycle.db import Settings, dialect_insert, get_engine
+from checks import audit_log
+from lifecycle.db import Settings, get_engine
 from lifecycle.schema import tenant_repair_audit
 
 from .schema import repair_audit
@@ -57,9 +59,21 @@ def sync(settings: Settings, tenant_code: str, plan_id: str | None = None) -> in
                "row_key": r["row_key"], "before": r["before"], "after": r["after"], "reason": r["reason"],
                "actor": r["actor"], "applied_at": r["created_at"], "created_at": now} for r in rows]
     with get_engine(settings.monitor_url).begin() as conn:
-        inserted = conn.execute(dialect_insert(conn, repair_audit).values(copies)
-                                .on_conflict_do_nothing(index_elements=["tenant_code", "tenant_audit_id"]))
-        return max(0, inserted.rowcount or 0)
+        audit_log.lock_chain(conn)  # concurrent syncs of one tenant copy (and chain) each row once
+        have = set(conn.execute(sa.select(repair_audit.c.tenant_audit_id).where(
+            repair_audit.c.tenant_code == tenant_code,
+            repair_audit.c.tenant_audit_id.between(copies[0]["tenant_audit_id"], copies[-1]["tenant_audit_id"]))
+        ).scalars())
+        new = [c for c in copies if c["tenant_audit_id"] not in have]
+        if new:
+            conn.execute(repair_audit.insert(), new)
+        for c in new:
+            audit_log.append(conn, f"repair.{c['outcome']}", c["actor"], f"plan:{c['plan_id']}",
+                             {"tenant": tenant_code, "tenant_audit_id": c["tenant_audit_id"], "plan_id": c["plan_id"],
+                              "seq": c["row_seq"], "check": c["check_id"], "action": c["action"],
+                              "key": c["row_key"], "before": c["before"], "after": c["after"], "reason": c["reason"],
+                              "applied_at": iso(c["applied_at"])}, now)
+        return len(new)
 
 
 def trail(settings: Settings, tenant_code: str, plan_id: str) -> list[dict]:

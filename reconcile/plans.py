@@ -18,7 +18,8 @@ import uuid
 
 import sqlalchemy as sa
 
-from checks import Target, catalogue, offending_rows, read_only, tenant_params
+from checks import Target, audit_log, catalogue, offending_rows, read_only, tenant_params
+from checks.schema import incident
 from checks.store import ensure_migrated, require_migrated
 from lifecycle import registry
 from lifecycle.db import Settings, get_engine
@@ -27,7 +28,7 @@ from lifecycle.uow import as_utc, iso, utcnow
 
 from . import audit
 from .errors import PlanHashMismatch, PlanStale, PlanTenantMismatch
-from .schema import repair_approval, repair_plan
+from .schema import repair_approval, repair_plan, repair_plan_incident
 from .repairs import APPLY_ORDER, REPAIRS, guidance_for
 
 DEFAULT_ROW_CAP = 1000
@@ -91,8 +92,39 @@ def plan(settings: Settings, tenant_code: str, check_ids: list[str] | None = Non
         conn.execute(repair_plan.insert().values(
             id=plan_id, tenant_code=code, checks=[c.id for c in selected], rows=rows, guidance=guidance,
             hash=digest, row_cap=row_cap, created_by=actor, created_at=now or utcnow()))
+        linked = _link_incidents(conn, plan_id, code, {r["check"] for r in rows} | {g["check"] for g in guidance},
+                                 now or utcnow())
     return {"plan_id": plan_id, "tenant": code, "hash": digest, "checks": [c.id for c in selected],
-            "rows": rows, "guidance": guidance, "capped_checks": capped, "row_cap": row_cap}
+            "rows": rows, "guidance": guidance, "capped_checks": capped, "row_cap": row_cap, "incidents": linked}
+
+
+def _link_incidents(conn: sa.Connection, plan_id: str, code: str, check_ids: set[str], now) -> list[int]:
+    """Link the plan to the unresolved incidents its rows belong to (the same transaction as the plan)."""
+    if not check_ids:
+        return []
+    ids = list(conn.execute(sa.select(incident.c.id).where(
+        incident.c.tenant_code == code, incident.c.check_id.in_(sorted(check_ids)),
+        incident.c.resolved_at.is_(None)).order_by(incident.c.id)).scalars())
+    if ids:
+        conn.execute(repair_plan_incident.insert(), [{"plan_id": plan_id, "incident_id": i, "created_at": now}
+                                                     for i in ids])
+    return ids
+
+
+def incidents_of(conn: sa.Connection, plan_id: str) -> list[dict]:
+    return [{"id": r.id, "check": r.check_id, "state": r.state, "resolved_by_plan": r.resolved_by_plan}
+            for r in conn.execute(sa.select(incident).join(repair_plan_incident,
+                                                           repair_plan_incident.c.incident_id == incident.c.id)
+                                  .where(repair_plan_incident.c.plan_id == plan_id).order_by(incident.c.id))]
+
+
+def plans_of(settings: Settings, incident_id: int) -> list[dict]:
+    """The repair plans whose rows belong to an incident (``incident show`` lists them)."""
+    with get_engine(settings.monitor_url).connect() as conn:
+        return [{"plan_id": r.id, "created_at": iso(r.created_at), "created_by": r.created_by}
+                for r in conn.execute(sa.select(repair_plan).join(
+                    repair_plan_incident, repair_plan_incident.c.plan_id == repair_plan.c.id)
+                    .where(repair_plan_incident.c.incident_id == incident_id).order_by(repair_plan.c.created_at))]
 
 
 def load(settings: Settings, plan_id: str) -> dict:
@@ -131,6 +163,8 @@ def approve(settings: Settings, plan_id: str, by: str, plan_hash_seen: str | Non
     with get_engine(settings.monitor_url).begin() as conn:
         conn.execute(repair_approval.insert().values(plan_id=plan_id, plan_hash=stored["hash"], approved_by=by.strip(),
                                                      approved_at=at, created_at=at))
+        audit_log.append(conn, "repair.approved", by.strip(), f"plan:{plan_id}",
+                         {"plan_id": plan_id, "tenant": stored["tenant_code"], "hash": stored["hash"]}, at)
     return {"plan_id": plan_id, "tenant": stored["tenant_code"], "hash": stored["hash"], "approved_by": by.strip(),
             "approved_at": iso(at)}
 
@@ -163,4 +197,9 @@ def show(settings: Settings, plan_id: str) -> dict:
             "hash_intact": stored["hash"] == stored["stored_hash"], "created_at": iso(stored["created_at"]),
             "created_by": stored["created_by"], "checks": stored["checks"], "row_cap": stored["row_cap"],
             "rows": stored["rows"], "guidance": stored["guidance"], "approvals": approvals(settings, plan_id),
-            "audit": trail}
+            "audit": trail, "incidents": _plan_incidents(settings, plan_id)}
+
+
+def _plan_incidents(settings: Settings, plan_id: str) -> list[dict]:
+    with get_engine(settings.monitor_url).connect() as conn:
+        return incidents_of(conn, plan_id)

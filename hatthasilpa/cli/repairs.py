@@ -26,6 +26,8 @@ def render_plan(data: dict) -> str:
     lines = [f"plan {data['plan_id']} for tenant {data['tenant']}", f"hash {data['hash']}", ""]
     lines += [rows_table(data["rows"]) if data["rows"] else "no rows to repair"]
     lines += _guidance(data["guidance"])
+    if data.get("incidents"):
+        lines.append(f"\nincidents: {', '.join(str(i) for i in data['incidents'])}")
     if data.get("capped_checks"):
         lines.append(f"\nrow cap {data['row_cap']} reached for: {', '.join(data['capped_checks'])} "
                      "(apply this plan, then plan again)")
@@ -64,6 +66,8 @@ def render_show(data: dict) -> str:
              f"checks: {', '.join(data['checks'])}", ""]
     lines += [rows_table(data["rows"]) if data["rows"] else "no rows to repair"]
     lines += _guidance(data["guidance"])
+    lines += ["", "incidents:"] + ([f"  {i['id']} {i['check']}: {i['state']} (hatthasilpa incident show {i['id']})"
+                                    for i in data.get("incidents", [])] or ["  none"])
     lines += ["", "approvals:"] + ([f"  {a['approved_by']} at {a['approved_at']} (hash {a['hash'][:16]}…)"
                                     for a in data["approvals"]] or ["  none"])
     lines += ["", "audit trail:"]

@@ -1,0 +1,181 @@
+"""Incidents on PostgreSQL and SQLite: opened, followed and resolved by recorded runs; acknowledged,
+muted and unmuted by people; refused moves write nothing; racing monitors open one incident."""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+
+import pytest
+import sqlalchemy as sa
+
+from checks import audit_log, incident_actions
+from checks.incidents import KEY_CAP
+from checks.schema import incident
+from lifecycle.db import dispose_engines, get_engine
+from lifecycle.uow import utcnow
+from tests.incident_support import count_rows, record, result
+
+CHECK = "orphan_token"
+
+
+def incidents_of(url, check=CHECK):
+    with get_engine(url).connect() as conn:
+        return conn.execute(sa.select(incident).where(incident.c.check_id == check).order_by(incident.c.id)).all()
+
+
+def test_runs_open_follow_and_resolve_one_incident_with_its_keys(stores):
+    url = stores.settings.monitor_url
+    first = record(url, result(CHECK, [1, 2, 3]), result("duplicate_serial", []))
+    [opened] = incidents_of(url)
+    assert (opened.state, opened.count, opened.keys_tracked) == ("open", 3, 3)
+    assert incidents_of(url, "duplicate_serial") == []  # zero rows opens nothing
+    assert first.results[0].incident == {"id": opened.id, "state": "open"}
+    assert all("first_seen" in row for row in first.results[0].sample)
+
+    record(url, result(CHECK, [2, 3, 4]))  # 1 gone, 4 new
+    third = record(url, result(CHECK, [1, 2, 3, 4]))  # 1 back after a gap
+    shown = incident_actions.show(url, opened.id)
+    keys = {k["key"]["token_id"]: k for k in shown["keys"]}
+    assert set(keys) == {1, 2, 3, 4} and shown["count"] == 4
+    assert keys[1]["returns"] == 1 and keys[2]["returns"] == 0
+    assert keys[1]["first_seen"] == keys[2]["first_seen"] < keys[4]["first_seen"]
+    sample_first_seen = {r["token_id"]: r["first_seen"] for r in third.results[0].sample}
+    assert sample_first_seen == {t: keys[t]["first_seen"] for t in (1, 2, 3, 4)}
+    with get_engine(url).connect() as conn:  # the stored sample carries first_seen too
+        stored = conn.execute(sa.text("SELECT sample FROM finding WHERE run_id = :r"), {"r": third.run_id}).scalar()
+    assert "first_seen" in str(stored)
+
+    resolved = record(url, result(CHECK, []))
+    [row] = incidents_of(url)
+    assert row.state == "resolved" and row.resolved_run_id == resolved.run_id and row.resolve_seconds >= 0
+    assert resolved.results[0].incident == {"id": row.id, "state": "resolved"}
+
+    record(url, result(CHECK, [9]))  # the next finding is a new incident
+    assert [r.state for r in incidents_of(url)] == ["resolved", "open"]
+    assert audit_log.verify(url)["entries"] == 1  # the auto-resolve
+
+
+def test_an_error_result_leaves_the_incident_alone(stores):
+    url = stores.settings.monitor_url
+    record(url, result(CHECK, [1]))
+    record(url, result(CHECK, [], error="OperationalError: timeout"))
+    [row] = incidents_of(url)
+    assert (row.state, row.count) == ("open", 1)
+
+
+def test_keys_are_capped_while_the_count_stays_exact(stores):
+    url = stores.settings.monitor_url
+    record(url, result(CHECK, range(KEY_CAP), count=KEY_CAP + 250))
+    record(url, result(CHECK, range(KEY_CAP, KEY_CAP + 10), count=KEY_CAP + 260))
+    [row] = incidents_of(url)
+    assert (row.keys_tracked, row.count) == (KEY_CAP, KEY_CAP + 260)
+    assert count_rows(url, "incident_key") == KEY_CAP
+
+
+def test_walkthrough_ack_mute_unmute_and_a_repair_resolving_it(stores):
+    url = stores.settings.monitor_url
+    record(url, result(CHECK, [1, 2]))
+    iid = str(incidents_of(url)[0].id)
+    acked = stores.ok("incident", "ack", iid, "--by", "somchai", "--note", "looking", "--json")
+    assert (acked["state"], acked["acknowledged_by"]) == ("acknowledged", "somchai")
+    muted = stores.ok("incident", "mute", iid, "--by", "somchai", "--for", "4h", "--json")
+    assert muted["state"] == "muted" and muted["muted_until"] > muted["opened_at"]
+    assert [i["id"] for i in stores.ok("incident", "list", "--state", "muted", "--json")["incidents"]] == [int(iid)]
+    unmuted = stores.ok("incident", "unmute", iid, "--by", "somchai", "--json")
+    assert (unmuted["state"], unmuted["muted_until"]) == ("acknowledged", None)
+    record(url, result(CHECK, []), plan_id="p" * 32)
+    listed = stores.ok("incident", "list", "--tenant", "atelier", "--check", CHECK, "--json")["incidents"]
+    assert [(i["id"], i["state"]) for i in listed] == [(int(iid), "resolved")]
+    assert {"id", "tenant", "check", "severity", "state", "opened_at", "count", "acknowledged_by", "muted_until",
+            "resolved_at"} <= set(listed[0])
+    shown = stores.ok("incident", "show", iid, "--json")
+    assert [e["action"] for e in shown["events"]] == ["opened", "acknowledged", "muted", "unmuted", "resolved"]
+    assert shown["events"][-1]["plan_id"] == "p" * 32 and shown["resolved_by_plan"] == "p" * 32
+    assert [k["key"] for k in shown["keys"]] == [{"token_id": 1}, {"token_id": 2}]
+    verified = stores.ok("audit", "verify", "--json")
+    assert verified["entries"] == 4  # ack, mute, unmute, resolve
+
+    before = (count_rows(url, "incident_event"), count_rows(url, "audit_log"))
+    for args in (["ack", iid, "--by", "x"], ["mute", iid, "--by", "x", "--for", "1h"], ["unmute", iid, "--by", "x"]):
+        code, body = stores.cli("incident", *args, "--json")
+        assert (code, body["error"]["code"]) == (3, "INVALID_TRANSITION"), body
+    assert (count_rows(url, "incident_event"), count_rows(url, "audit_log")) == before
+
+
+def test_bad_input_and_unknown_ids_write_nothing(stores):
+    url = stores.settings.monitor_url
+    record(url, result(CHECK, [1]))
+    iid = str(incidents_of(url)[0].id)
+    before = count_rows(url, "incident_event")
+    for duration in ("31d", "0h", "4 weeks", "-1h", "h"):
+        code, body = stores.cli("incident", "mute", iid, "--by", "x", "--for", duration, "--json")
+        assert (code, body["error"]["code"]) == (2, "VALIDATION_ERROR"), duration
+    code, body = stores.cli("incident", "ack", "999999", "--by", "x", "--json")
+    assert (code, body["error"]["code"]) == (2, "NOT_FOUND")
+    code, body = stores.cli("incident", "show", "999999", "--json")
+    assert (code, body["error"]["code"]) == (2, "NOT_FOUND")
+    code, body = stores.cli("incident", "list", "--state", "sleeping", "--json")
+    assert (code, body["error"]["code"]) == (2, "VALIDATION_ERROR")
+    code, body = stores.cli("incident", "unmute", iid, "--by", "x", "--json")  # not muted
+    assert (code, body["error"]["code"]) == (3, "INVALID_TRANSITION")
+    assert count_rows(url, "incident_event") == before and stores.ok("incident", "show", iid, "--json")["state"] == "open"
+
+
+def test_a_mute_ends_at_its_time_and_early_on_more_rows(stores):
+    url = stores.settings.monitor_url
+    record(url, result(CHECK, [1, 2]))
+    iid = incidents_of(url)[0].id
+    incident_actions.mute(url, iid, "somchai", "1h", now=utcnow() - dt.timedelta(hours=2))  # already over
+    assert incident_actions.show(url, iid)["state"] == "open"
+    assert incident_actions.list_incidents(url, state="muted")["incidents"] == []
+    record(url, result(CHECK, [1, 2]))  # the next run writes the end down
+    assert [e["action"] for e in incident_actions.show(url, iid)["events"]][-1] == "mute_ended"
+
+    incident_actions.mute(url, iid, "somchai", "2d")
+    record(url, result(CHECK, [1, 2]))  # as many rows as at muting: the mute holds
+    assert incident_actions.show(url, iid)["state"] == "muted"
+    record(url, result(CHECK, [1, 2, 3]))  # more rows: new damage is never hidden
+    shown = incident_actions.show(url, iid)
+    assert shown["state"] == "open" and shown["events"][-1]["action"] == "mute_broken"
+    assert audit_log.verify(url)["ok"]
+
+
+def _record_in_process(url, checks, barrier):
+    from tests.incident_support import record as record_run, result as make
+
+    barrier.wait()
+    record_run(url, *[make(check, [1, 2]) for check in checks])
+
+
+def test_two_monitors_racing_on_one_tenant_open_one_incident_per_check(pg_stores):
+    url = pg_stores.settings.monitor_url
+    checks = [f"race_{i}" for i in range(8)]
+    record(url, result("warm_up", []))  # the store is migrated before the race
+    dispose_engines()
+    ctx = multiprocessing.get_context("spawn")
+    for _round in range(3):
+        barrier = ctx.Barrier(2)
+        procs = [ctx.Process(target=_record_in_process, args=(url, checks, barrier)) for _ in range(2)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(120)
+        assert [p.exitcode for p in procs] == [0, 0]
+        with get_engine(url).connect() as conn:
+            per_pair = conn.execute(sa.text("SELECT check_id, count(*) FROM incident WHERE resolved_at IS NULL "
+                                            "GROUP BY check_id")).all()
+        assert sorted(per_pair) == [(c, 1) for c in checks]
+        record(url, *[result(c, []) for c in checks])  # resolve them for the next round
+    assert count_rows(url, "incident") == 3 * len(checks)
+    assert audit_log.verify(url)["ok"]
+
+
+@pytest.mark.parametrize("state", ["open", "resolved"])
+def test_list_filters_by_effective_state(stores, state):
+    url = stores.settings.monitor_url
+    record(url, result(CHECK, [1]))
+    if state == "resolved":
+        record(url, result(CHECK, []))
+    listed = incident_actions.list_incidents(url, state=state)["incidents"]
+    assert [i["state"] for i in listed] == [state]

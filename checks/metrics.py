@@ -3,7 +3,8 @@
 ``MonitorCollector`` is a custom collector: at every scrape each of its *sources* reads
 what it owns and yields metric families. This module's sources are the check results
 (the last result per (tenant, check) from ``finding``) and the serial outbox backlog of
-each tenant DB (``lifecycle.outbox.backlog``, through a partial index); ``reconcile``
+each tenant DB (``lifecycle.outbox.backlog``, through a partial index), the incidents and
+the audit chain's last verification (``checks.incident_metrics``); ``reconcile``
 adds the repair counters (``reconcile.metrics.SOURCES`` is the whole monitor). Only
 tenant, check, severity and action become labels — never operators, serials or other
 per-row values. A (tenant, check) pair that ran exports its count, zero included, so a
@@ -29,6 +30,7 @@ from lifecycle import registry as tenants
 from lifecycle.db import Settings, get_engine
 from lifecycle.uow import as_utc, utcnow
 
+from .incident_metrics import audit_families, incident_families
 from .schema import finding
 
 log = logging.getLogger(__name__)
@@ -97,7 +99,7 @@ def outbox_families(settings: Settings, conn: sa.Connection, tenant: str | None)
     return pending, parked, oldest
 
 
-SOURCES: tuple[Source, ...] = (check_families, outbox_families)
+SOURCES: tuple[Source, ...] = (check_families, outbox_families, incident_families, audit_families)
 
 
 class MonitorCollector(Collector):

@@ -15,17 +15,21 @@ DOCUMENTED_METRICS = {
     "hatthasilpa_serial_outbox_pending", "hatthasilpa_serial_outbox_parked",
     "hatthasilpa_serial_outbox_oldest_pending_age_seconds",
     "hatthasilpa_repairs_applied_total", "hatthasilpa_repair_rows_skipped_total",
+    "hatthasilpa_integrity_incident_open", "hatthasilpa_integrity_incident_muted",
+    "hatthasilpa_integrity_time_to_acknowledge_seconds", "hatthasilpa_integrity_time_to_resolve_seconds",
+    "hatthasilpa_audit_chain_ok",
 }
 NAME = re.compile(r"hatthasilpa_[a-z_]+")
+HISTOGRAM_SERIES = re.compile(r"_(bucket|sum|count)$")
 
 
 def test_dashboard_covers_every_metric_and_names_no_other():
     dashboard = json.loads((ROOT / "deploy" / "grafana" / "hatthasilpa-integrity.json").read_text())
-    exprs = [t["expr"] for p in dashboard["panels"] for t in p["targets"]]
-    used = {m for e in exprs for m in NAME.findall(e)}
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    used = {HISTOGRAM_SERIES.sub("", m) if "time_to_" in m else m for e in exprs for m in NAME.findall(e)}
     assert used == DOCUMENTED_METRICS
     titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
-    for topic in ("violations", "last success", "durations", "outbox", "repairs"):
+    for topic in ("violations", "last success", "durations", "outbox", "repairs", "incidents", "time to resolve"):
         assert topic in titles
 
 
@@ -34,3 +38,5 @@ def test_alert_rules_use_only_documented_metrics():
     exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
     used = {m for e in exprs for m in NAME.findall(e)}
     assert used <= DOCUMENTED_METRICS and "hatthasilpa_integrity_violations" in used
+    assert all("hatthasilpa_integrity_incident_muted == 1" in e for e in exprs
+               if "hatthasilpa_integrity_violations" in e), "violation alerts must leave muted incidents out"

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
 
 from checks import catalogue, gx
+from checks.incidents import IncidentState
 from checks.model import Cadence, Check, Scope, Severity
 
 # Split by cost: every 15 minutes the checks that touch only live rows; hourly the history
@@ -42,7 +43,13 @@ def specs(asset: str, checks: list[Check]) -> list[AssetCheckSpec]:
 
 
 def check_result(result, check_name: str | None = None) -> AssetCheckResult:
-    """A catalogue ``CheckResult`` as a Dagster check result (count and sample as metadata)."""
+    """A catalogue ``CheckResult`` as a Dagster check result (count, sample and incident as metadata).
+
+    A finding whose incident is muted stays a failed check, shown as a warning: muted, not hidden."""
+    incident = result.incident or {}
+    severity = DAGSTER_SEVERITY[result.severity]
+    if incident.get("state") == IncidentState.MUTED.value:
+        severity = AssetCheckSeverity.WARN
     metadata = {
         "count": MetadataValue.int(result.count),
         "severity": MetadataValue.text(result.severity),
@@ -50,7 +57,11 @@ def check_result(result, check_name: str | None = None) -> AssetCheckResult:
         "duration_seconds": MetadataValue.float(float(result.duration_seconds)),
         "sample": MetadataValue.json(result.sample),
     }
+    if incident:
+        metadata["incident_id"] = MetadataValue.int(incident["id"])
+        metadata["incident_state"] = MetadataValue.text(incident["state"])
+        metadata["incident"] = MetadataValue.text(f"hatthasilpa incident show {incident['id']}")
     if result.error:
         metadata["error"] = MetadataValue.text(result.error)
     return AssetCheckResult(check_name=check_name or result.check, passed=result.error is None and result.count == 0,
-                            severity=DAGSTER_SEVERITY[result.severity], metadata=metadata)
+                            severity=severity, metadata=metadata)

@@ -1,9 +1,13 @@
 """Jobs: one per schedule of the monitor assets (partitioned by tenant, like the assets they select),
-and the outbox relay."""
+the outbox relay, and the nightly audit-log verification."""
 
 from dagster import AssetSelection, OpExecutionContext, Output, define_asset_job, job, op
 
+from checks import audit_log
 from lifecycle import outbox
+from lifecycle.errors import HatthasilpaError
+
+from .errors import as_failure
 
 from .resources import CoreDatabase, MonitorStore, TenantDatabases, store_settings
 
@@ -33,4 +37,20 @@ def outbox_relay_job():
     relay_serial_outbox()
 
 
-MONITOR_JOBS = [integrity_job, reconciliation_job, gx_job, outbox_relay_job]
+@op(description="Walk the audit log's hash chain; the result feeds hatthasilpa_audit_chain_ok.")
+def verify_audit_log(context: OpExecutionContext, core_db: CoreDatabase, tenant_dbs: TenantDatabases,
+                     monitor_store: MonitorStore):
+    settings = store_settings(core_db, tenant_dbs, monitor_store)
+    try:
+        result = audit_log.verify(settings.monitor_url)  # recorded either way: the gauge follows it
+    except HatthasilpaError as exc:
+        raise as_failure(exc) from exc
+    yield Output(result, metadata={"entries": result["entries"], "verified_at": result["verified_at"]})
+
+
+@job(description="Verify the audit log's hash chain (nightly); a broken chain fails the run and the gauge says 0.")
+def audit_verify_job():
+    verify_audit_log()
+
+
+MONITOR_JOBS = [integrity_job, reconciliation_job, gx_job, outbox_relay_job, audit_verify_job]

@@ -1,11 +1,12 @@
 """Schedules: one run per tenant at each check's cadence — live checks every 15 minutes, the history
-checks and the reconciliation hourly, GX nightly — and the outbox relay every minute."""
+checks and the reconciliation hourly, GX nightly — the outbox relay every minute and the audit-log
+verification nightly."""
 
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
 
 from checks.model import Cadence
 
-from .jobs import gx_job, integrity_job, outbox_relay_job, reconciliation_job
+from .jobs import audit_verify_job, gx_job, integrity_job, outbox_relay_job, reconciliation_job
 from .partitions import TENANT_PARTITIONS_NAME, TENANT_TAG
 
 # The cron of each cadence; ``Cadence`` holds the interval in seconds the metrics and alerts use.
@@ -39,4 +40,10 @@ def outbox_relay_schedule(context: ScheduleEvaluationContext):
     return RunRequest()
 
 
-SCHEDULES = [integrity_schedule, reconciliation_schedule, gx_schedule, outbox_relay_schedule]
+@schedule(job=audit_verify_job, cron_schedule="45 3 * * *", execution_timezone="UTC",
+          default_status=DefaultScheduleStatus.RUNNING)
+def audit_verify_schedule(context: ScheduleEvaluationContext):
+    return RunRequest()
+
+
+SCHEDULES = [integrity_schedule, reconciliation_schedule, gx_schedule, outbox_relay_schedule, audit_verify_schedule]

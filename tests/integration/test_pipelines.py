@@ -156,3 +156,61 @@ def test_assets_are_split_by_cost():
     job = defs.resolve_job_def("reconciliation_job")
     assert {k.to_user_string() for k in job.asset_layer.executable_asset_keys} >= {"integrity_history",
                                                                                    "serial_reconciliation"}
+
+
+def test_check_metadata_names_the_incident_and_a_muted_one_warns(factory):
+    from checks import incident_actions
+
+    factory.ok("job", "create", "--tenant", "atelier", "--code", "J1", "--sku", "TOTE", "--quantity", 2,
+               "--graph", "bag")
+    factory.ok("job", "start", "--tenant", "atelier", "J1")
+    orphan_token_fault(factory, "atelier")
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("tenant", ["atelier"])
+
+    def orphan_evaluation():
+        result = materialize([integrity_findings], partition_key="atelier", instance=instance,
+                             resources=resources_for(factory))
+        assert result.success
+        return {e.check_name: e for e in result.get_asset_check_evaluations()}["orphan_token"]
+
+    first = orphan_evaluation()
+    incident_id = first.metadata["incident_id"].value
+    assert first.metadata["incident_state"].value == "open" and not first.passed
+    assert first.severity.value == "ERROR"
+    assert all("first_seen" in row for row in first.metadata["sample"].value)
+    incident_actions.mute(factory.settings.monitor_url, incident_id, "somchai", "4h")
+    muted = orphan_evaluation()
+    assert muted.metadata["incident_id"].value == incident_id
+    assert (muted.metadata["incident_state"].value, muted.severity.value, muted.passed) == ("muted", "WARN", False)
+
+
+def test_nightly_audit_job_verifies_the_chain_and_the_gauge_follows(stores):
+    from checks import audit_log
+    from pipelines.jobs import audit_verify_job
+    from pipelines.schedules import audit_verify_schedule
+
+    url = stores.settings.monitor_url
+    with get_engine(url).begin() as conn:
+        audit_log.append(conn, "repair.approved", "somchai", "plan:p1", {"plan_id": "p1"})
+        audit_log.append(conn, "repair.approved", "niran", "plan:p2", {"plan_id": "p2"})
+
+    def gauge():
+        text = generate_latest(metrics.registry_for(stores.settings)).decode()
+        return [line for line in text.splitlines() if line.startswith("hatthasilpa_audit_chain_ok ")]
+
+    with instance_for_test() as instance:
+        assert isinstance(audit_verify_schedule(build_schedule_context(instance=instance)), RunRequest)
+        result = audit_verify_job.execute_in_process(instance=instance, resources=resources_for(stores))
+        assert result.success and result.output_for_node("verify_audit_log")["entries"] == 2
+        assert gauge() == ["hatthasilpa_audit_chain_ok 1.0"]
+        with get_engine(url).begin() as conn:  # the owner switches the triggers off and edits an entry
+            if stores.is_postgres:
+                conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
+            else:
+                conn.execute(sa.text("DROP TRIGGER audit_log_no_update"))
+            conn.execute(sa.text("UPDATE audit_log SET actor = 'mallory' WHERE seq = 1"))
+        result = audit_verify_job.execute_in_process(instance=instance, resources=resources_for(stores),
+                                                     raise_on_error=False)
+        assert not result.success
+    assert gauge() == ["hatthasilpa_audit_chain_ok 0.0"]

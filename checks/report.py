@@ -12,8 +12,9 @@ WIDTH = 100
 
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, markdown: bool = False,
-          right: Sequence[str] = ()) -> str:
-    """Rows under headers: padded columns, or a Markdown table. ``right`` names right-aligned columns."""
+          right: Sequence[str] = (), width: int | None = WIDTH) -> str:
+    """Rows under headers: padded columns (lines cut at ``width``), or a Markdown table.
+    ``right`` names right-aligned columns."""
     body = [[("" if v is None else str(v)) for v in row] for row in rows]
     if markdown:
         cell = lambda v: v.replace("|", "\\|").replace("\n", " ")  # noqa: E731
@@ -24,7 +25,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]], *, markdown:
 
     def line(values: Sequence[str]) -> str:
         cells = [v.rjust(w) if h in right else v.ljust(w) for v, w, h in zip(values, widths, headers)]
-        return "  ".join(cells).rstrip()[:WIDTH]
+        return "  ".join(cells).rstrip()[:width]
 
     return "\n".join([line(list(headers))] + [line(row) for row in body])
 

@@ -250,6 +250,8 @@ def render(data: dict) -> str:
 NEXT_STEPS = """next:
   .venv/bin/hatthasilpa work-queue --tenant atelier --node cut      the sanitized work queue
   .venv/bin/hatthasilpa check run                                     the checks again, as a table
+  .venv/bin/hatthasilpa incident show ID                              an incident: its keys since when, its events
+  .venv/bin/hatthasilpa incident ack ID --by NAME                     own it (mute: --for 4h; docs/runbook.md, "On call")
   .venv/bin/hatthasilpa repair plan --tenant legacy                   a repair plan for the legacy tenant (docs/runbook.md)
   .venv/bin/dagster dev                                               the Dagster UI on http://127.0.0.1:3000
   .venv/bin/hatthasilpa doctor                                        the prerequisites of every tenant

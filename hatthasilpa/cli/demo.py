@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import sys
 
+from checks import incident_actions
+from checks.incidents import IncidentState
+
 from .. import demo
 from .base import Context
+from .incidents import render_list
 
 
 def _progress(message: str) -> None:
@@ -17,8 +21,13 @@ def run_demo(ctx: Context) -> dict:
 
     data = demo.build(ctx.settings, reset_first=ctx.args.reset)
     data["findings"] = local.run_monitoring_plan(ctx.settings, progress=_progress)
+    data["incidents"] = [i for i in incident_actions.list_incidents(ctx.settings.monitor_url,
+                                                                    tenant=demo.LEGACY)["incidents"]
+                         if i["state"] != IncidentState.RESOLVED.value]
     if ctx.args.summary:
-        ctx.text = "\n\n".join([demo.render(data), local.render(data["findings"]), demo.NEXT_STEPS])
+        ctx.text = "\n\n".join([demo.render(data), local.render(data["findings"]),
+                                 f"open incidents of {demo.LEGACY}:\n" + render_list({"incidents": data["incidents"]}),
+                                 demo.NEXT_STEPS])
     return data
 
 

@@ -14,14 +14,21 @@ from .base import Context, group, json_flag, whole_number
 WIDTH = 110
 
 
+def _when(stamp: str | None) -> str:
+    return stamp[:16].replace("T", " ") if stamp else ""
+
+
 def render_list(data: dict) -> str:
     if not data["incidents"]:
         return "no incidents"
-    rows = [[i["id"], i["tenant"], i["check"], i["severity"], i["state"], i["count"], i["opened_at"][:19],
-             i["acknowledged_by"] or "", (i["muted_until"] or "")[:19], (i["resolved_at"] or "")[:19]]
-            for i in data["incidents"]]
-    return table(["ID", "TENANT", "CHECK", "SEVERITY", "STATE", "COUNT", "OPENED", "ACK BY", "MUTED UNTIL",
-                  "RESOLVED"], rows, right=["ID", "COUNT"])
+    rows = []
+    for i in data["incidents"]:
+        note = (f"muted until {_when(i['muted_until'])}" if i["muted_until"]
+                else f"resolved {_when(i['resolved_at'])}" if i["resolved_at"] else "")
+        rows.append([i["id"], i["tenant"], i["check"], i["severity"], i["state"], i["count"], _when(i["opened_at"]),
+                     i["acknowledged_by"] or "", note])
+    return table(["ID", "TENANT", "CHECK", "SEVERITY", "STATE", "COUNT", "OPENED", "ACK BY", ""], rows,
+                 right=["ID", "COUNT"], width=None)
 
 
 def render_one(data: dict) -> str:

@@ -30,6 +30,10 @@ def test_demo_builds_a_factory_with_jobs_in_every_state(tmp_path):
     assert {"orphan_token", "scrapped_token_resurrected", "session_without_assignment",
             "serial_missing_in_core"} <= {check for _, check in failing}
     assert {f["tenant"] for f in data["findings"]} == {"atelier", "legacy", "sandbox"}
+    incidents = {i["check"]: i for i in data["incidents"]}
+    assert {"orphan_token", "scrapped_token_resurrected", "session_without_assignment",
+            "serial_missing_in_core"} <= set(incidents) <= {check for _, check in failing}
+    assert all(i["tenant"] == "legacy" and i["state"] == "open" and i["count"] > 0 for i in incidents.values())
     assert (tmp_path / "var" / "core.db").exists() and (tmp_path / "var" / "tenant_atelier.db").exists()
     # Without --reset a second run refuses rather than piling a second factory on the first.
     again = subprocess.run([EXE, "demo"], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
@@ -39,6 +43,12 @@ def test_demo_builds_a_factory_with_jobs_in_every_state(tmp_path):
     assert summary.returncode == 0 and "tenant atelier (production tenant)" in summary.stdout
     assert re.search(r"^legacy\s+orphan_token\s+critical\s+\d+\s+FOUND$", summary.stdout, re.MULTILINE)
     assert "dagster dev" in summary.stdout and "/metrics" in summary.stdout
+    # ... and ends with the legacy tenant's open incidents; the audit chain is intact.
+    assert "open incidents of legacy:" in summary.stdout
+    assert re.search(r"^\s*\d+\s+legacy\s+orphan_token\s+critical\s+open\b", summary.stdout, re.MULTILINE)
+    verify = subprocess.run([EXE, "audit", "verify", "--json"], cwd=tmp_path, env=_env(), capture_output=True,
+                            text=True, timeout=120)
+    assert verify.returncode == 0 and json.loads(verify.stdout)["ok"]
 
 
 def test_demo_reset_refuses_a_non_sqlite_store(tmp_path):

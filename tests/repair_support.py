@@ -1,9 +1,14 @@
-"""Helpers of the repair tests: the whole content of the stores, to prove a run wrote nothing."""
+"""Helpers of the repair tests: the whole content of the stores, to prove a run wrote nothing; and a
+fixture (import it into a test module) that verifies the audit chain after each test."""
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
+from checks import audit_log
+from checks.schema import MONITOR
+from lifecycle import migrate
 from lifecycle.db import get_engine
 
 
@@ -22,3 +27,16 @@ def dump(engine: sa.Engine) -> dict[str, list[tuple]]:
 def dump_stores(floor) -> dict:
     """Tenant and core contents (the databases a repair may write)."""
     return {"tenant": dump(floor.tenant), "core": dump(get_engine(floor.stores.settings.core_url))}
+
+
+STORE_FIXTURES = ("stores", "pg_stores", "sqlite_stores")
+
+
+@pytest.fixture(autouse=True)
+def audit_chain_intact_afterwards(request):
+    """After every repair test, the audit log of its monitor store still verifies."""
+    used = [request.getfixturevalue(name) for name in STORE_FIXTURES if name in request.fixturenames]
+    yield
+    for stores in used:
+        if migrate.is_current(stores.settings.monitor_url, MONITOR):
+            audit_log.verify(stores.settings.monitor_url, record=False)

@@ -12,6 +12,7 @@ from tests.e2e.test_cli import EXE, hs
 from tests.faults import FAULTS
 from tests.floor import build_clean_floor
 from tests.repair_support import dump_stores
+from tests.repair_support import audit_chain_intact_afterwards  # noqa: F401 - verifies the audit log after each test
 
 
 def test_plan_approve_apply_show(factory):

@@ -179,3 +179,42 @@ def test_list_filters_by_effective_state(stores, state):
         record(url, result(CHECK, []))
     listed = incident_actions.list_incidents(url, state=state)["incidents"]
     assert [i["state"] for i in listed] == [state]
+
+
+def test_a_repair_resolves_its_incidents_and_plan_and_incident_point_at_each_other(factory):
+    import reconcile
+    from checks import run_checks
+    from tests.faults import FAULTS
+    from tests.floor import build_clean_floor
+
+    floor = build_clean_floor(factory)
+    expected = FAULTS["orphan_token"].apply(floor)
+    report = run_checks(factory.settings, tenants=["atelier"], check_ids=["orphan_token"])
+    [found] = report.results
+    assert found.incident["state"] == "open" and all("first_seen" in r for r in found.sample)
+    iid = found.incident["id"]
+    factory.ok("incident", "ack", str(iid), "--by", "somchai", "--json")
+
+    plan = factory.ok("repair", "plan", "--tenant", "atelier", "--check", "orphan_token", "--json")
+    assert plan["incidents"] == [iid]
+    factory.ok("repair", "approve", plan["plan_id"], "--by", "niran", "--json")
+    applied = reconcile.apply(factory.settings, plan["plan_id"], execute=True)
+    assert applied["applied"] == len(expected) and applied["recheck"]["counts"] == {"orphan_token": 0}
+
+    shown = factory.ok("incident", "show", str(iid), "--json")
+    assert shown["state"] == "resolved" and shown["resolved_by_plan"] == plan["plan_id"]
+    assert [p["plan_id"] for p in shown["plans"]] == [plan["plan_id"]]
+    assert {k["key"]["token_id"] for k in shown["keys"]} == expected
+    repair = factory.ok("repair", "show", plan["plan_id"], "--json")
+    assert [(i["id"], i["state"]) for i in repair["incidents"]] == [(iid, "resolved")]
+    kinds = [e for e in audit_entries(factory.settings.monitor_url)]
+    assert kinds.count("repair.applied") == len(expected)
+    assert {"incident.acknowledged", "repair.approved", "incident.resolved"} <= set(kinds)
+    assert factory.ok("audit", "verify", "--json")["entries"] == len(kinds)
+    code, body = factory.cli("incident", "mute", str(iid), "--by", "somchai", "--for", "1h", "--json")
+    assert (code, body["error"]["code"]) == (3, "INVALID_TRANSITION")
+
+
+def audit_entries(url):
+    with get_engine(url).connect() as conn:
+        return list(conn.execute(sa.text("SELECT kind FROM audit_log ORDER BY seq")).scalars())

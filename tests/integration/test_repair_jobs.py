@@ -12,6 +12,7 @@ from tests.faults import FAULTS
 from tests.floor import build_clean_floor
 from tests.integration.test_pipelines import resources_for
 from tests.repair_support import dump_stores
+from tests.repair_support import audit_chain_intact_afterwards  # noqa: F401 - verifies the audit log after each test
 
 
 def _run(job_name, stores, config, instance=None, partition_key=None, tags=None):

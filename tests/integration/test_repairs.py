@@ -21,6 +21,7 @@ from reconcile.repairs import REPAIRS
 from tests.faults import FAULTS
 from tests.floor import build_clean_floor, checks_target_run
 from tests.repair_support import dump_stores
+from tests.repair_support import audit_chain_intact_afterwards  # noqa: F401 - verifies the audit log after each test
 
 REPAIRABLE = sorted(REPAIRS)
 # findings of a repairable check that have no safe action (left with guidance)

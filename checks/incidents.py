@@ -24,7 +24,7 @@ import json
 
 import sqlalchemy as sa
 
-from lifecycle.db import dialect_insert
+from lifecycle.db import dialect_insert, is_postgres
 from lifecycle.states import require_transition, transition_table
 from lifecycle.uow import as_utc, iso
 
@@ -148,7 +148,8 @@ def record(conn: sa.Connection, run_id: int, results, now: dt.datetime, plan_id:
                    detail={"rows_at_mute": row.muted_count, "rows_now": result.count},
                    muted_until=None, muted_count=None)
             row = lock(conn, row.id)
-        first_seen = _track_keys(conn, row, result.keys, now)
+        sample_keys = [key_text(k) for k in result.keys[:len(result.sample)]]
+        first_seen = _track_keys(conn, row, result.keys, now, sample_keys)
         conn.execute(incident.update().where(incident.c.id == row.id).values(
             count=result.count, last_run_id=run_id, last_seen_at=now, updated_at=now,
             keys_tracked=row.keys_tracked + first_seen.pop(None, 0)))
@@ -177,23 +178,35 @@ def _open(conn: sa.Connection, result, run_id: int, now: dt.datetime):
         incident.c.resolved_at.is_(None)).with_for_update()).first()
 
 
-def _track_keys(conn: sa.Connection, row, keys: list[dict], now: dt.datetime) -> dict:
-    """Refresh ``last_seen`` of the keys already tracked (counting the ones back after a gap),
-    add new ones up to ``KEY_CAP``; return {key text: first_seen}, and under None how many were added."""
+def _key_set(conn: sa.Connection) -> str:
+    """The offending keys as rows ``k(value, n)`` from one JSON array parameter ``:keys``: one bound
+    value, however many keys (no thousand-parameter IN lists)."""
+    if is_postgres(conn):
+        return "json_array_elements_text(CAST(:keys AS json)) WITH ORDINALITY AS k(value, n)"
+    return "(SELECT value, key AS n FROM json_each(:keys)) AS k"
+
+
+def _track_keys(conn: sa.Connection, row, keys: list[dict], now: dt.datetime, sample_keys: list[str]) -> dict:
+    """Refresh ``last_seen`` of the keys already tracked (counting the ones back after a gap), add
+    new ones up to ``KEY_CAP``, in two set statements; return {key text: first_seen} of the
+    sample's keys, and under None how many keys were added."""
     texts = list(dict.fromkeys(key_text(k) for k in keys[:KEY_CAP]))
     if not texts:
         return {None: 0}
-    mine = sa.and_(incident_key.c.incident_id == row.id, incident_key.c.row_key.in_(texts))
-    known = dict(conn.execute(sa.select(incident_key.c.row_key, incident_key.c.first_seen).where(mine)).all())
-    if known:
-        previous_run = row.last_seen_at
-        conn.execute(incident_key.update().where(incident_key.c.incident_id == row.id,
-                                                 incident_key.c.row_key.in_(list(known))).values(
-            last_seen=now,
-            returns=incident_key.c.returns + sa.case((incident_key.c.last_seen < previous_run, 1), else_=0)))
-    room = max(0, KEY_CAP - row.keys_tracked)
-    new = [t for t in texts if t not in known][:room]
-    if new:
-        conn.execute(incident_key.insert(), [{"incident_id": row.id, "row_key": t, "first_seen": now,
-                                              "last_seen": now, "returns": 0, "created_at": now} for t in new])
-    return {**known, **{t: now for t in new}, None: len(new)}
+    keyset, params = _key_set(conn), {"keys": json.dumps(texts), "incident": row.id, "now": now,
+                                      "previous": row.last_seen_at, "room": max(0, KEY_CAP - row.keys_tracked)}
+    conn.execute(sa.text(
+        "UPDATE incident_key SET last_seen = :now, "
+        "returns = returns + CASE WHEN last_seen < :previous THEN 1 ELSE 0 END "
+        f"WHERE incident_id = :incident AND row_key IN (SELECT k.value FROM {keyset})"), params)
+    added = 0
+    if params["room"]:
+        added = conn.execute(sa.text(
+            "INSERT INTO incident_key (incident_id, row_key, first_seen, last_seen, returns, created_at) "
+            f"SELECT :incident, k.value, :now, :now, 0, :now FROM {keyset} "
+            "WHERE NOT EXISTS (SELECT 1 FROM incident_key i WHERE i.incident_id = :incident AND i.row_key = k.value) "
+            "ORDER BY k.n LIMIT :room"), params).rowcount
+    wanted = [t for t in sample_keys if t in set(texts)]
+    seen = dict(conn.execute(sa.select(incident_key.c.row_key, incident_key.c.first_seen).where(
+        incident_key.c.incident_id == row.id, incident_key.c.row_key.in_(wanted))).all()) if wanted else {}
+    return {**seen, None: max(0, added or 0)}

@@ -122,10 +122,17 @@ def end_lapsed_mute(conn: sa.Connection, row, now: dt.datetime, actor: str = MON
 def record(conn: sa.Connection, run_id: int, results, now: dt.datetime, plan_id: str | None = None) -> None:
     """Open, update or resolve the incident of every result, in the caller's transaction.
 
-    Sets ``result.incident`` ({id, state} or None) and ``first_seen`` on the sample rows.
-    Results are taken in (tenant, check) order, so two runs lock incidents in the same order."""
-    for result in sorted(results, key=lambda r: (r.tenant, r.check)):
-        if result.error:
+    Sets ``result.incident`` ({id, state} or None) and ``first_seen`` on the sample rows. One
+    statement finds the pairs with an unresolved incident, so a pair that finds nothing and has
+    none costs nothing more; the others are locked one by one in (tenant, check) order — the
+    order every run takes them in, so two runs never wait on each other in a cycle."""
+    results = sorted((r for r in results if not r.error), key=lambda r: (r.tenant, r.check))
+    if not results:
+        return
+    unresolved = set(conn.execute(sa.select(incident.c.tenant_code, incident.c.check_id).where(
+        incident.c.tenant_code.in_(sorted({r.tenant for r in results})), incident.c.resolved_at.is_(None))).all())
+    for result in results:
+        if not result.count and (result.tenant, result.check) not in unresolved:
             continue
         row = conn.execute(sa.select(incident).where(
             incident.c.tenant_code == result.tenant, incident.c.check_id == result.check,
@@ -139,7 +146,7 @@ def record(conn: sa.Connection, run_id: int, results, now: dt.datetime, plan_id:
             opened = as_utc(row.opened_at)
             change(conn, row, IncidentState.RESOLVED, "resolved", MONITOR_ACTOR, now, run_id=run_id,
                    plan_id=plan_id, detail={"by_plan": plan_id} if plan_id else None,
-                   resolved_at=now, resolved_run_id=run_id, resolved_by_plan=plan_id,
+                   count=0, resolved_at=now, resolved_run_id=run_id, resolved_by_plan=plan_id,
                    resolve_seconds=(now - opened).total_seconds(), muted_until=None, muted_count=None)
             result.incident = {"id": row.id, "state": IncidentState.RESOLVED.value}
             continue

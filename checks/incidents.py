@@ -25,6 +25,7 @@ import json
 import sqlalchemy as sa
 
 from lifecycle.db import dialect_insert, is_postgres
+from lifecycle.schema import Timestamp
 from lifecycle.states import require_transition, transition_table
 from lifecycle.uow import as_utc, iso
 
@@ -185,6 +186,13 @@ def _open(conn: sa.Connection, result, run_id: int, now: dt.datetime):
         incident.c.resolved_at.is_(None)).with_for_update()).first()
 
 
+def _stamped(sql: str) -> sa.TextClause:
+    """A statement whose ``:now`` and ``:previous`` are bound as the store's timestamps (the same
+    text on SQLite as every other write of these columns)."""
+    return sa.text(sql).bindparams(*(sa.bindparam(name, type_=Timestamp) for name in ("now", "previous")
+                                     if f":{name}" in sql))
+
+
 def _key_set(conn: sa.Connection) -> str:
     """The offending keys as rows ``k(value, n)`` from one JSON array parameter ``:keys``: one bound
     value, however many keys (no thousand-parameter IN lists)."""
@@ -202,13 +210,13 @@ def _track_keys(conn: sa.Connection, row, keys: list[dict], now: dt.datetime, sa
         return {None: 0}
     keyset, params = _key_set(conn), {"keys": json.dumps(texts), "incident": row.id, "now": now,
                                       "previous": row.last_seen_at, "room": max(0, KEY_CAP - row.keys_tracked)}
-    conn.execute(sa.text(
+    conn.execute(_stamped(
         "UPDATE incident_key SET last_seen = :now, "
         "returns = returns + CASE WHEN last_seen < :previous THEN 1 ELSE 0 END "
         f"WHERE incident_id = :incident AND row_key IN (SELECT k.value FROM {keyset})"), params)
     added = 0
     if params["room"]:
-        added = conn.execute(sa.text(
+        added = conn.execute(_stamped(
             "INSERT INTO incident_key (incident_id, row_key, first_seen, last_seen, returns, created_at) "
             f"SELECT :incident, k.value, :now, :now, 0, :now FROM {keyset} "
             "WHERE NOT EXISTS (SELECT 1 FROM incident_key i WHERE i.incident_id = :incident AND i.row_key = k.value) "

@@ -76,7 +76,7 @@ def repair_plans(context: AssetExecutionContext, core_db: CoreDatabase, tenant_d
     """The tenant's latest repair plans with their state, and the Launchpad config of repair_job for each."""
     settings = store_settings(core_db, tenant_dbs, monitor_store)
     try:
-        listed = plans.plans_of(settings, context.partition_key)
+        listed = plans.tenant_plans(settings, context.partition_key)
     except HatthasilpaError as exc:
         raise as_failure(exc) from exc
     counts = {state: sum(1 for p in listed if p["state"] == state)

@@ -222,11 +222,11 @@ def _plan_incidents(settings: Settings, plan_id: str) -> list[dict]:
         return incidents_of(conn, plan_id)
 
 
-# The states a plan is shown in (``plans_of``): what an engineer does next depends on it.
+# The states a plan is shown in (``tenant_plans``): what an engineer does next depends on it.
 PENDING, APPROVED, APPLIED, STALE = "pending", "approved", "applied", "stale"
 
 
-def plans_of(settings: Settings, tenant_code: str, limit: int = 20, now: dt.datetime | None = None,
+def tenant_plans(settings: Settings, tenant_code: str, limit: int = 20, now: dt.datetime | None = None,
              max_age: dt.timedelta | None = None) -> list[dict]:
     """The tenant's latest plans, newest first: id, hash, planner, rows by action, approvers and state —
     ``applied`` when every row has an outcome in the monitor's audit copy, else ``stale`` past the

@@ -4,7 +4,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install docs bench bench-checks clean
+# `make demo` materializes into this persistent Dagster instance and `make ui` serves it.
+DAGSTER_HOME_DIR := $(CURDIR)/.dagster_home
+
+.PHONY: demo ui test install docs bench bench-checks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +19,15 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
-demo: $(STAMP)
-	$(BIN)/hatthasilpa demo --reset --summary
+$(DAGSTER_HOME_DIR)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME_DIR)
+	cp dagster.yaml $@
+
+demo: $(STAMP) $(DAGSTER_HOME_DIR)/dagster.yaml
+	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(BIN)/hatthasilpa demo --reset --summary
+
+ui: $(STAMP) $(DAGSTER_HOME_DIR)/dagster.yaml
+	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(BIN)/dagster dev
 
 test: $(STAMP)
 	$(BIN)/lint-imports
@@ -33,4 +43,4 @@ bench-checks: $(STAMP)
 	$(BIN)/python benchmarks/checks_bench.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache
+	rm -rf $(VENV) var .pytest_cache .dagster_home

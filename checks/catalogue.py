@@ -7,7 +7,7 @@ from types import MappingProxyType
 from lifecycle.errors import ValidationError
 
 from . import instances, serials, sessions, tokens
-from .model import Check
+from .model import GX_PREFIX, Cadence, Check
 
 CHECK_IDS = (
     "orphan_token", "multi_spawn_instance", "token_count_mismatch", "mixed_token_states",
@@ -37,3 +37,12 @@ def select(check_ids: list[str] | None = None, fast_only: bool = False) -> list[
     """The named checks (every check when None), validated; ``fast_only`` drops history readers."""
     chosen = [get(cid) for cid in dict.fromkeys(check_ids)] if check_ids else all_checks()
     return [c for c in chosen if c.fast] if fast_only else chosen
+
+
+def cadence_of(check_id: str) -> Cadence:
+    """How often the schedules run a check id of the monitor store: a catalogue check at its
+    cadence, a Great Expectations suite (``gx.<table>``) nightly."""
+    if check_id.startswith(GX_PREFIX):
+        return Cadence.NIGHTLY
+    check = CATALOGUE.get(check_id)
+    return check.cadence if check is not None else Cadence.LIVE

@@ -27,12 +27,10 @@ from lifecycle.states import (AssignmentSource, AssignmentStatus, InstanceStatus
 from lifecycle.uow import utcnow
 
 from . import store
-from .model import Cadence
+from .model import GX_PREFIX
 from .runner import CheckResult, RunReport
 
-GX_PREFIX = "gx."
 SEVERITY = "error"
-CADENCE = Cadence.NIGHTLY
 SAMPLE_VALUES = 5
 
 

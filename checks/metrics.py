@@ -2,7 +2,8 @@
 
 ``MonitorCollector`` is a custom collector: at every scrape each of its *sources* reads
 what it owns and yields metric families. This module's sources are the check results
-(the last result per (tenant, check) from ``finding``) and the serial outbox backlog of
+(one ``check_latest`` row per (tenant, check), kept on write, so a scrape costs the same
+whatever the length of the history) and the serial outbox backlog of
 each tenant DB (``lifecycle.outbox.backlog``, through a partial index), the incidents and
 the audit chain's last verification (``checks.incident_metrics``); ``reconcile``
 adds the repair counters (``reconcile.metrics.SOURCES`` is the whole monitor). Only
@@ -30,8 +31,9 @@ from lifecycle import registry as tenants
 from lifecycle.db import Settings, get_engine
 from lifecycle.uow import as_utc, utcnow
 
+from .catalogue import cadence_of
 from .incident_metrics import audit_families, incident_families
-from .schema import finding
+from .schema import check_latest
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +44,8 @@ PUSHGATEWAY_URL = "HATTHASILPA_PUSHGATEWAY_URL"  # the setting: where runs push,
 Source = Callable[[Settings, sa.Connection, "str | None"], Iterable[Metric]]
 
 
-def _latest(tenant: str | None, *conditions) -> sa.Select:
-    latest_ids = sa.select(sa.func.max(finding.c.id)).where(*conditions).group_by(finding.c.tenant_code,
-                                                                                  finding.c.check_id)
-    if tenant is not None:
-        latest_ids = latest_ids.where(finding.c.tenant_code == tenant)
-    return sa.select(finding).where(finding.c.id.in_(latest_ids)).order_by(finding.c.tenant_code, finding.c.check_id)
-
-
 def check_families(settings: Settings, conn: sa.Connection, tenant: str | None) -> Iterable[Metric]:
-    """The check results: violations, durations, last success and the error counter."""
+    """The check results: violations, durations, last success, the schedule interval and the error counter."""
     violations = GaugeMetricFamily("hatthasilpa_integrity_violations",
                                    "Rows breaking an integrity check at its last successful run",
                                    labels=["tenant", "check", "severity"])
@@ -59,20 +53,22 @@ def check_families(settings: Settings, conn: sa.Connection, tenant: str | None) 
                                  "Duration of the last run of a check", labels=["tenant", "check"])
     last_success = GaugeMetricFamily("hatthasilpa_integrity_check_last_success_timestamp_seconds",
                                      "Unix time the check last finished without error", labels=["tenant", "check"])
+    interval = GaugeMetricFamily("hatthasilpa_integrity_check_interval_seconds",
+                                 "How often the schedule runs the check", labels=["tenant", "check"])
     errors = CounterMetricFamily("hatthasilpa_integrity_check_errors_total",
                                  "Runs of a check that failed with an error", labels=["tenant", "check"])
-    for row in conn.execute(_latest(tenant, finding.c.error.is_(None))):
-        violations.add_metric([row.tenant_code, row.check_id, row.severity], row.count)
-        last_success.add_metric([row.tenant_code, row.check_id], as_utc(row.finished_at).timestamp())
-    for row in conn.execute(_latest(tenant)):
-        duration.add_metric([row.tenant_code, row.check_id], row.duration_seconds)
-    query = (sa.select(finding.c.tenant_code, finding.c.check_id, sa.func.count())
-             .where(finding.c.error.is_not(None)).group_by(finding.c.tenant_code, finding.c.check_id))
+    query = sa.select(check_latest).order_by(check_latest.c.tenant_code, check_latest.c.check_id)
     if tenant is not None:
-        query = query.where(finding.c.tenant_code == tenant)
-    for code, check, n in conn.execute(query):
-        errors.add_metric([code, check], n)
-    return violations, duration, last_success, errors
+        query = query.where(check_latest.c.tenant_code == tenant)
+    for row in conn.execute(query):
+        pair = [row.tenant_code, row.check_id]
+        if row.success_finding_id is not None:
+            violations.add_metric([*pair, row.severity], row.success_count)
+            last_success.add_metric(pair, as_utc(row.success_at).timestamp())
+        duration.add_metric(pair, row.duration_seconds)
+        interval.add_metric(pair, int(cadence_of(row.check_id)))
+        errors.add_metric(pair, row.error_count)
+    return violations, duration, last_success, interval, errors
 
 
 def outbox_families(settings: Settings, conn: sa.Connection, tenant: str | None) -> Iterable[Metric]:

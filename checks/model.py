@@ -82,6 +82,10 @@ class Cadence(enum.IntEnum):
     NIGHTLY = 86400  # the Great Expectations suites
 
 
+# The check ids of the Great Expectations suites: ``gx.<table>`` (``checks.gx``), run nightly.
+GX_PREFIX = "gx."
+
+
 class Side(str, enum.Enum):
     TENANT = "tenant"
     CORE = "core"

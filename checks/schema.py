@@ -2,7 +2,7 @@
 
 The monitor store is the monitor's own database (``HATTHASILPA_MONITOR_URL``). Its one
 Alembic history is ``checks/migrations``; the tables it creates are declared here (check
-runs and findings, incidents with their keys and events, the hash-chained audit log and
+runs, findings, the latest result of each (tenant, check), incidents with their keys and events, the hash-chained audit log and
 its verifications) and in ``reconcile/schema.py`` (repair plans, approvals, the audit copy
 and the plan-to-incident links), all on ``monitor_metadata``.
 
@@ -37,6 +37,7 @@ check_run = sa.Table(
     sa.Column("error_count", sa.Integer, nullable=False, server_default="0"),
     created_column(),
     sa.CheckConstraint("status IN ('running', 'finished')", name="status"),
+    sa.Index("ix_check_run_created_at", "created_at"),
 )
 
 finding = sa.Table(
@@ -148,4 +149,23 @@ audit_verification = sa.Table(
     sa.Column("first_broken", sa.Integer),
     sa.Column("message", sa.Text),
     created_column(),
+)
+
+# The latest result of every (tenant, check), kept on write in the run's transaction
+# (``checks.store.record_run``): the exporter reads one row per pair, whatever the length of
+# the history, and retention never prunes the findings it points at.
+check_latest = sa.Table(
+    "check_latest", monitor_metadata,
+    sa.Column("tenant_code", sa.String(32), primary_key=True),
+    sa.Column("check_id", sa.String(64), primary_key=True),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("finding_id", sa.Integer, sa.ForeignKey("finding.id"), nullable=False),  # the last run
+    sa.Column("finished_at", Timestamp, nullable=False),
+    sa.Column("duration_seconds", sa.Float, nullable=False),
+    sa.Column("error", sa.Text),
+    sa.Column("success_finding_id", sa.Integer, sa.ForeignKey("finding.id")),  # the last run without error
+    sa.Column("success_count", sa.Integer),
+    sa.Column("success_at", Timestamp),
+    sa.Column("error_count", sa.Integer, nullable=False, server_default="0"),  # runs that ended in an error
+    updated_column(),
 )

@@ -253,6 +253,6 @@ NEXT_STEPS = """next:
   .venv/bin/hatthasilpa incident show ID                              an incident: its keys since when, its events
   .venv/bin/hatthasilpa incident ack ID --by NAME                     own it (mute: --for 4h; docs/runbook.md, "On call")
   .venv/bin/hatthasilpa repair plan --tenant legacy                   a repair plan for the legacy tenant (docs/runbook.md)
-  .venv/bin/dagster dev                                               the Dagster UI on http://127.0.0.1:3000
+  make ui                                                             dagster dev on the demo's instance: http://127.0.0.1:3000
   .venv/bin/hatthasilpa doctor                                        the prerequisites of every tenant
   .venv/bin/hatthasilpa metrics serve                                 Prometheus metrics on http://127.0.0.1:9464/metrics"""

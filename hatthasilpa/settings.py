@@ -12,9 +12,8 @@ from collections.abc import Mapping
 
 from checks.metrics import PUSHGATEWAY_URL
 from checks.runner import READ_ONLY_CORE_URL, READ_ONLY_TENANT_URL_TEMPLATE
-from lifecycle.db import CORE_URL, MONITOR_URL, TENANT_URL_TEMPLATE, VAR_DIR, Settings
+from lifecycle.db import ACTOR, CORE_URL, MONITOR_URL, TENANT_URL_TEMPLATE, VAR_DIR, Settings
 
-ACTOR = "HATTHASILPA_ACTOR"
 DEFAULT_ACTOR = "cli"
 
 

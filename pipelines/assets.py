@@ -7,7 +7,7 @@ history readers, and the tenant/core comparisons), ``gx_validation`` nightly.
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from checks import gx, metrics
+from checks import gx, metrics, store
 from checks.report import findings_table
 from checks.runner import run_checks
 from lifecycle.errors import HatthasilpaError
@@ -19,6 +19,14 @@ from .partitions import tenant_partitions
 from .resources import CoreDatabase, MonitorStore, Pushgateway, TenantDatabases, store_settings
 
 
+def failing_table(failing: dict[str, list[str]]) -> str:
+    """Every tenant's failing checks of this asset at their latest runs, as markdown: the asset
+    overview shows the latest materialization, and this table keeps every tenant in it."""
+    lines = ["| tenant | failing checks | which |", "|---|---|---|"]
+    lines += [f"| {tenant} | {len(checks)} | {', '.join(checks) or '—'} |" for tenant, checks in failing.items()]
+    return "\n".join(lines)
+
+
 def _materialization(context: AssetExecutionContext, report, pushgateway: Pushgateway, settings,
                      check_names=None, **metadata) -> MaterializeResult:
     gateway = pushgateway.resolved_url()
@@ -26,9 +34,12 @@ def _materialization(context: AssetExecutionContext, report, pushgateway: Pushga
         for failure in metrics.push(settings, gateway, [context.partition_key], SOURCES):
             context.log.error(f"pushing metrics to {gateway} failed: {failure}")  # the store still holds them
     rows = [r.to_dict() for r in report.results]
+    failing = store.failing_checks(settings.monitor_url, sorted({r.check for r in report.results}))
     return MaterializeResult(
         metadata={"run_id": report.run_id, "violations": sum(r.count for r in report.results),
                   "errors": sum(1 for r in report.results if r.error),
+                  "failing_checks": len(failing.get(context.partition_key, [])),
+                  "failing_checks_by_tenant": MetadataValue.md(failing_table(failing)),
                   "findings": MetadataValue.md(findings_table(rows, markdown=True)), **metadata},
         check_results=[check_result(r, check_names(r) if check_names else None) for r in report.results])
 

@@ -4,13 +4,13 @@ from dagster import Definitions
 
 from .assets import MONITOR_ASSETS
 from .jobs import MONITOR_JOBS
-from .repairs import REPAIR_JOBS
+from .repairs import REPAIR_ASSETS, REPAIR_JOBS
 from .resources import RESOURCES
 from .schedules import SCHEDULES
 from .sensors import SENSORS
 
 defs = Definitions(
-    assets=MONITOR_ASSETS,
+    assets=MONITOR_ASSETS + REPAIR_ASSETS,
     jobs=MONITOR_JOBS + REPAIR_JOBS,
     schedules=SCHEDULES,
     sensors=SENSORS,

@@ -1,14 +1,16 @@
 """Jobs: one per schedule of the monitor assets (partitioned by tenant, like the assets they select),
-the outbox relay, and the nightly audit-log verification."""
+the outbox relay, the nightly audit-log verification and the retention of the monitor store's history."""
+
+import datetime as dt
 
 from dagster import AssetSelection, OpExecutionContext, Output, define_asset_job, job, op
 
-from checks import audit_log
+from checks import audit_log, store
 from lifecycle import outbox
 from lifecycle.errors import HatthasilpaError
+from lifecycle.uow import utcnow
 
 from .errors import as_failure
-
 from .resources import CoreDatabase, MonitorStore, TenantDatabases, store_settings
 
 integrity_job = define_asset_job(
@@ -53,4 +55,23 @@ def audit_verify_job():
     verify_audit_log()
 
 
-MONITOR_JOBS = [integrity_job, reconciliation_job, gx_job, outbox_relay_job, audit_verify_job]
+@op(description="Delete check runs and findings older than the retention period "
+                "(HATTHASILPA_MONITOR_RETENTION_DAYS, default 90), never the latest result of a (tenant, check).")
+def prune_monitor_history(context: OpExecutionContext, core_db: CoreDatabase, tenant_dbs: TenantDatabases,
+                          monitor_store: MonitorStore):
+    try:
+        days = monitor_store.resolved_retention_days()
+    except HatthasilpaError as exc:
+        raise as_failure(exc) from exc
+    cutoff = utcnow() - dt.timedelta(days=days)
+    deleted = store.prune(store_settings(core_db, tenant_dbs, monitor_store).monitor_url, cutoff)
+    context.log.info(f"pruned {deleted['runs']} check runs and {deleted['findings']} findings before {cutoff}")
+    yield Output(deleted, metadata={"retention_days": days, "cutoff": cutoff.isoformat(), **deleted})
+
+
+@job(description="Prune the monitor store's check history past the retention period (daily).")
+def monitor_retention_job():
+    prune_monitor_history()
+
+
+MONITOR_JOBS = [integrity_job, reconciliation_job, gx_job, outbox_relay_job, audit_verify_job, monitor_retention_job]

@@ -1,11 +1,16 @@
 """Run the whole monitoring plan once, in process, through Dagster (used by ``make demo``).
 
-Every monitor asset is materialized for every tenant partition on an ephemeral
-instance, exactly as the schedules would run them, and the asset check results are
-returned for printing.
+Every monitor asset is materialized for every tenant partition, exactly as the
+schedules would run them, and the asset check results are returned for printing. With
+``DAGSTER_HOME`` set (``make demo`` sets it to ``.dagster_home``) the runs land in that
+persistent instance, so ``dagster dev`` on it (``make ui``) shows them; unset, the
+instance is ephemeral.
 """
 
 from __future__ import annotations
+
+import os
+from contextlib import nullcontext
 
 from dagster import DagsterInstance, materialize
 
@@ -21,12 +26,20 @@ from .resources import resources_for
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
+def instance_for_demo():
+    """The persistent instance of ``DAGSTER_HOME`` when it is set, else an ephemeral one."""
+    if os.environ.get("DAGSTER_HOME"):
+        return nullcontext(DagsterInstance.get())
+    return DagsterInstance.ephemeral()
+
+
 def run_monitoring_plan(settings: Settings, progress=None) -> list[dict]:
     resources = resources_for(settings)
     tenants = [t["tenant_code"] for t in registry.list_tenants(settings)]
     rows: list[dict] = []
-    with DagsterInstance.ephemeral() as instance:
-        instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, tenants)
+    with instance_for_demo() as instance:
+        known = set(instance.get_dynamic_partitions(TENANT_PARTITIONS_NAME))
+        instance.add_dynamic_partitions(TENANT_PARTITIONS_NAME, [t for t in tenants if t not in known])
         for tenant in tenants:
             if progress:
                 progress(f"monitor: materializing {len(MONITOR_ASSETS)} assets for tenant {tenant}")

@@ -1,20 +1,28 @@
 """Guarded repair jobs (``docs/runbook.md``): build a plan, then apply an approved plan from the Launchpad.
 
-``repair_plan_job`` (one run per tenant partition) plans the checks whose latest
-findings are not zero and shows the plan as run metadata: a markdown table of rows and
-actions, and the hash to approve. ``repair_job`` takes the plan id and the approval in
+``repair_plans`` (an asset, one partition per tenant) lists the tenant's latest plans —
+id, hash, planner, rows by action, state (pending, approved, applied, stale) — with the
+exact Launchpad config of ``repair_job`` for each plan still to apply, so an engineer
+copies nothing from a terminal. ``repair_plan_job`` (one run per tenant partition) plans the checks whose latest
+findings are not zero, recording who planned it (``planned_by`` in run config, else
+``HATTHASILPA_ACTOR``, else ``dagster``), and shows the plan as run metadata: a markdown
+table of rows and actions, and the hash to approve. ``repair_job`` takes the plan id and the approval in
 run config — ``approved_by`` and the ``plan_hash`` the approver reviewed — and is a dry
 run unless ``execute`` is true. Refusals become a ``Failure`` whose description starts
 with the product's code (APPROVAL_REQUIRED, PLAN_HASH_MISMATCH, PLAN_STALE,
-PLAN_TENANT_MISMATCH); nothing is written then.
+PLAN_TENANT_MISMATCH, SELF_APPROVAL when the planner approves their own plan); nothing is
+written then.
 """
 
 from typing import List, Optional
 
-from dagster import Config, MetadataValue, OpExecutionContext, Output, job, op
+import yaml
+from dagster import (AssetExecutionContext, Config, EnvVar, MaterializeResult, MetadataValue, OpExecutionContext,
+                     Output, asset, job, op)
 
 import reconcile
 from checks.store import latest_results
+from lifecycle.db import ACTOR
 from lifecycle.errors import HatthasilpaError
 from reconcile import plans
 from reconcile.errors import ApprovalRequired, PlanHashMismatch
@@ -25,9 +33,64 @@ from .partitions import TENANT_TAG, tenant_partitions
 from .resources import CoreDatabase, MonitorStore, TenantDatabases, store_settings
 
 
+def launchpad_config(plan: dict, execute: bool) -> str:
+    """The run config of ``repair_job`` for a plan, as the Launchpad takes it (YAML). A pending plan
+    leaves ``approved_by`` for the approver to fill in; an approved one needs no new approval."""
+    config = {"plan_id": plan["plan_id"], "plan_hash": plan["hash"], "execute": execute,
+              "tenant": plan["tenant"]}
+    if plan["state"] == plans.PENDING:
+        config["approved_by"] = ""
+    return yaml.safe_dump({"ops": {"apply_repair_plan": {"config": config}}}, sort_keys=False)
+
+
+def plans_markdown(listed: list[dict]) -> str:
+    if not listed:
+        return "no repair plans for this tenant"
+    lines = ["| plan | state | planned by | rows by action | approved by | hash | created |",
+             "|---|---|---|---|---|---|---|"]
+    for p in listed:
+        actions = ", ".join(f"{a} {n}" for a, n in sorted(p["rows_by_action"].items())) or "none"
+        lines.append(f"| `{p['plan_id']}` | {p['state']} | {p['planned_by']} | {actions} | "
+                     f"{', '.join(p['approved_by']) or '—'} | `{p['hash'][:16]}…` | {p['created_at']} |")
+    return "\n".join(lines)
+
+
+def launchpad_markdown(listed: list[dict]) -> str:
+    """For each plan still to apply, the repair_job config to paste into the Launchpad."""
+    parts = []
+    for p in listed:
+        if p["state"] == plans.PENDING:
+            parts.append(f"### `{p['plan_id']}` (pending): a second engineer approves it — fill in "
+                         f"`approved_by` with your own name (not {p['planned_by']}); this run is a dry run\n\n"
+                         f"```yaml\n{launchpad_config(p, execute=False)}```")
+        elif p["state"] == plans.APPROVED:
+            parts.append(f"### `{p['plan_id']}` (approved by {', '.join(p['approved_by'])}): dry run, then "
+                         f"execute\n\n```yaml\n{launchpad_config(p, execute=False)}```\n\n"
+                         f"```yaml\n{launchpad_config(p, execute=True)}```")
+    return "\n\n".join(parts) or "no plan waits for approval or apply"
+
+
+@asset(partitions_def=tenant_partitions, group_name="repairs", kinds={"sql"})
+def repair_plans(context: AssetExecutionContext, core_db: CoreDatabase, tenant_dbs: TenantDatabases,
+                 monitor_store: MonitorStore) -> MaterializeResult:
+    """The tenant's latest repair plans with their state, and the Launchpad config of repair_job for each."""
+    settings = store_settings(core_db, tenant_dbs, monitor_store)
+    try:
+        listed = plans.tenant_plans(settings, context.partition_key)
+    except HatthasilpaError as exc:
+        raise as_failure(exc) from exc
+    counts = {state: sum(1 for p in listed if p["state"] == state)
+              for state in (plans.PENDING, plans.APPROVED, plans.APPLIED, plans.STALE)}
+    return MaterializeResult(metadata={
+        **counts, "plans": MetadataValue.md(plans_markdown(listed)),
+        "launchpad": MetadataValue.md(launchpad_markdown(listed)),
+        "listed": MetadataValue.json(listed)})
+
+
 class RepairPlanConfig(Config):
     checks: Optional[List[str]] = None  # default: checks whose latest findings are not zero (else all)
     row_cap: int = 1000
+    planned_by: str = ""  # who makes the plan (default HATTHASILPA_ACTOR, else "dagster"); they may not approve it
 
 
 @op(description="Plan repairs for the partition's tenant from its latest findings (read-only).")
@@ -38,15 +101,20 @@ def repair_plan(context: OpExecutionContext, config: RepairPlanConfig, core_db: 
     checks = config.checks or [r["check_id"] for r in latest_results(settings.monitor_url, tenant)
                                if r["count"] and not r["error"]]
     try:
-        planned = reconcile.plan(settings, tenant, checks or None, row_cap=config.row_cap, actor="dagster")
+        planned = reconcile.plan(settings, tenant, checks or None, row_cap=config.row_cap,
+                                 actor=config.planned_by or EnvVar(ACTOR).get_value(None) or "dagster")
     except HatthasilpaError as exc:
         raise as_failure(exc) from exc
     guidance = "\n".join(f"- {g['check']} {g['key']}: {g['guidance']}" for g in planned["guidance"]) or "none"
     return Output(planned["plan_id"], metadata={
-        "plan_id": planned["plan_id"], "tenant": tenant, "hash": planned["hash"], "rows": len(planned["rows"]),
+        "plan_id": planned["plan_id"], "tenant": tenant, "hash": planned["hash"], "planned_by": planned["planned_by"],
+        "rows": len(planned["rows"]),
         "plan": MetadataValue.md(rows_table(planned["rows"], markdown=True) if planned["rows"] else "no rows to repair"),
         "guidance": MetadataValue.md(guidance),
-        "next": f"review, then launch repair_job with plan_id, approved_by and plan_hash={planned['hash']}"})
+        "next": f"another engineer reviews it, then launches repair_job with plan_id, approved_by (not "
+                f"{planned['planned_by']}) and plan_hash={planned['hash']}",
+        "launchpad": MetadataValue.md(launchpad_markdown([{**planned, "state": plans.PENDING,
+                                                           "approved_by": []}]))})
 
 
 class RepairRunConfig(Config):
@@ -100,3 +168,4 @@ def repair_job():
 
 
 REPAIR_JOBS = [repair_plan_job, repair_job]
+REPAIR_ASSETS = [repair_plans]

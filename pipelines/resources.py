@@ -1,4 +1,4 @@
-"""Resources: the three stores and the optional Pushgateway.
+"""Resources: the three stores, the optional Pushgateway and the optional alert webhook.
 
 Each URL field may be set in run config (the Launchpad) or left out; left out, it is
 read from its setting (``docs/configuration.md``) through ``EnvVar`` when a run starts —
@@ -15,6 +15,7 @@ from typing import Optional
 
 from dagster import ConfigurableResource, EnvVar
 
+from checks import store, webhook
 from checks.metrics import PUSHGATEWAY_URL
 from checks.runner import READ_ONLY_CORE_URL, READ_ONLY_TENANT_URL_TEMPLATE
 from lifecycle.db import CORE_URL, MONITOR_URL, TENANT_URL_TEMPLATE, VAR_DIR, Settings
@@ -52,12 +53,17 @@ class TenantDatabases(ConfigurableResource):
 
 
 class MonitorStore(ConfigurableResource):
-    """Check runs, findings and repairs."""
+    """Check runs, findings and repairs; ``retention_days`` of history are kept (default 90)."""
 
     url: Optional[str] = None
+    retention_days: Optional[int] = None
 
     def resolved_url(self) -> Optional[str]:
         return _setting(self.url, MONITOR_URL)
+
+    def resolved_retention_days(self) -> int:
+        """Days of check history kept; VALIDATION_ERROR on a bad setting."""
+        return store.retention_days(self.retention_days or EnvVar(store.RETENTION_DAYS).get_value(None))
 
 
 class Pushgateway(ConfigurableResource):
@@ -67,6 +73,16 @@ class Pushgateway(ConfigurableResource):
 
     def resolved_url(self) -> Optional[str]:
         return _setting(self.url, PUSHGATEWAY_URL)
+
+
+class AlertWebhook(ConfigurableResource):
+    """Where check failures are posted (``integrity_webhook_sensor``); no URL (and no
+    HATTHASILPA_ALERT_WEBHOOK_URL) means no notification."""
+
+    url: Optional[str] = None
+
+    def resolved_url(self) -> Optional[str]:
+        return _setting(self.url, webhook.WEBHOOK_URL)
 
 
 def store_settings(core: CoreDatabase, tenants: TenantDatabases, monitor: MonitorStore,
@@ -81,12 +97,12 @@ def store_settings(core: CoreDatabase, tenants: TenantDatabases, monitor: Monito
 
 def resources_for(settings: Settings, checks: Settings | None = None) -> dict:
     """The resources pinned to explicit store URLs (local runs, tests); ``checks`` names the
-    read-only URLs when they differ. No Pushgateway."""
+    read-only URLs when they differ. No Pushgateway, no webhook."""
     return {"core_db": CoreDatabase(url=settings.core_url, read_only_url=checks.core_url if checks else None),
             "tenant_dbs": TenantDatabases(url_template=settings.tenant_url_template,
                                           read_only_url_template=checks.tenant_url_template if checks else None),
             "monitor_store": MonitorStore(url=settings.monitor_url),
-            "pushgateway": Pushgateway()}
+            "pushgateway": Pushgateway(), "alert_webhook": AlertWebhook()}
 
 
 RESOURCES = {
@@ -94,4 +110,5 @@ RESOURCES = {
     "tenant_dbs": TenantDatabases(),
     "monitor_store": MonitorStore(),
     "pushgateway": Pushgateway(),
+    "alert_webhook": AlertWebhook(),
 }

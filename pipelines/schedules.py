@@ -1,12 +1,12 @@
 """Schedules: one run per tenant at each check's cadence — live checks every 15 minutes, the history
-checks and the reconciliation hourly, GX nightly — the outbox relay every minute and the audit-log
-verification nightly."""
+checks and the reconciliation hourly, GX nightly — the outbox relay every minute, the audit-log
+verification nightly and the monitor store's retention daily."""
 
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
 
 from checks.model import Cadence
 
-from .jobs import audit_verify_job, gx_job, integrity_job, outbox_relay_job, reconciliation_job
+from .jobs import audit_verify_job, gx_job, integrity_job, monitor_retention_job, outbox_relay_job, reconciliation_job
 from .partitions import TENANT_PARTITIONS_NAME, TENANT_TAG
 
 # The cron of each cadence; ``Cadence`` holds the interval in seconds the metrics and alerts use.
@@ -46,4 +46,11 @@ def audit_verify_schedule(context: ScheduleEvaluationContext):
     return RunRequest()
 
 
-SCHEDULES = [integrity_schedule, reconciliation_schedule, gx_schedule, outbox_relay_schedule, audit_verify_schedule]
+@schedule(job=monitor_retention_job, cron_schedule="15 4 * * *", execution_timezone="UTC",
+          default_status=DefaultScheduleStatus.RUNNING)
+def monitor_retention_schedule(context: ScheduleEvaluationContext):
+    return RunRequest()
+
+
+SCHEDULES = [integrity_schedule, reconciliation_schedule, gx_schedule, outbox_relay_schedule,
+             audit_verify_schedule, monitor_retention_schedule]

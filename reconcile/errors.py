@@ -29,3 +29,9 @@ class PlanTenantMismatch(Refused):
     """A plan used for another tenant than its own."""
 
     code = "PLAN_TENANT_MISMATCH"
+
+
+class SelfApproval(Refused):
+    """Four eyes: the plan's own planner may not approve it."""
+
+    code = "SELF_APPROVAL"

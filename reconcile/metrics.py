@@ -21,8 +21,10 @@ from .schema import repair_audit
 
 
 def _counts(conn: sa.Connection, tenant: str | None, outcome: str, *labels) -> list:
-    query = (sa.select(*labels, sa.func.count()).where(repair_audit.c.outcome == outcome)
-             .group_by(*labels).order_by(*labels))
+    """Rows of ``outcome`` per label set, zero included for every label set that had any repair row
+    (a counter that exists at zero lets ``increase()`` see its first step)."""
+    counted = sa.func.sum(sa.case((repair_audit.c.outcome == outcome, 1), else_=0))
+    query = sa.select(*labels, counted).group_by(*labels).order_by(*labels)
     if tenant is not None:
         query = query.where(repair_audit.c.tenant_code == tenant)
     return conn.execute(query).all()

@@ -23,7 +23,8 @@ def _guidance(items: list[dict]) -> list[str]:
 
 
 def render_plan(data: dict) -> str:
-    lines = [f"plan {data['plan_id']} for tenant {data['tenant']}", f"hash {data['hash']}", ""]
+    lines = [f"plan {data['plan_id']} for tenant {data['tenant']}, made by {data['planned_by']}",
+             f"hash {data['hash']}", ""]
     lines += [rows_table(data["rows"]) if data["rows"] else "no rows to repair"]
     lines += _guidance(data["guidance"])
     if data.get("incidents"):
@@ -31,7 +32,7 @@ def render_plan(data: dict) -> str:
     if data.get("capped_checks"):
         lines.append(f"\nrow cap {data['row_cap']} reached for: {', '.join(data['capped_checks'])} "
                      "(apply this plan, then plan again)")
-    lines.append(f"\nnext: review, then `hatthasilpa repair approve {data['plan_id']} --by NAME`")
+    lines.append(f"\nnext: another engineer reviews it, then `hatthasilpa repair approve {data['plan_id']} --by NAME`")
     return "\n".join(lines)
 
 
@@ -84,7 +85,7 @@ def render_show(data: dict) -> str:
 
 def plan(ctx: Context) -> dict:
     a = ctx.args
-    data = reconcile.plan(ctx.settings, a.tenant, a.check, row_cap=a.row_cap, actor=ctx.actor)
+    data = reconcile.plan(ctx.settings, a.tenant, a.check, row_cap=a.row_cap, actor=a.by or ctx.actor)
     ctx.render(render_plan(data))
     return data
 
@@ -116,6 +117,7 @@ def register(sub) -> None:
     p.add_argument("--tenant", required=True)
     p.add_argument("--check", nargs="+", action="extend", help="check ids; default the whole catalogue")
     p.add_argument("--row-cap", type=whole_number, default=1000, help="rows planned per check (default 1000)")
+    p.add_argument("--by", help="who makes the plan (default $HATTHASILPA_ACTOR); they may not approve it")
     json_flag(p)
     p.set_defaults(handler=plan)
     p = repair.add_parser("approve", help="record who approved the plan's hash")

@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
+import shutil
 import subprocess
+from pathlib import Path
+
+from dagster import AssetCheckKey, AssetKey, DagsterInstance
 
 from tests.e2e.test_cli import EXE
 
+ROOT = Path(__file__).resolve().parents[2]
 
-def _env():
-    return {k: v for k, v in os.environ.items() if not k.startswith("HATTHASILPA_")}
+
+def _env(**extra):
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("HATTHASILPA_") and k != "DAGSTER_HOME"},
+            **extra}
 
 
 def test_demo_builds_a_factory_with_jobs_in_every_state(tmp_path):
@@ -38,11 +45,23 @@ def test_demo_builds_a_factory_with_jobs_in_every_state(tmp_path):
     # Without --reset a second run refuses rather than piling a second factory on the first.
     again = subprocess.run([EXE, "demo"], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 3 and json.loads(again.stdout)["error"]["code"] == "CONFLICT"
-    summary = subprocess.run([EXE, "demo", "--reset", "--summary"], cwd=tmp_path, env=_env(), capture_output=True,
-                             text=True, timeout=300)
+    # As `make demo` runs it: into a persistent Dagster instance made with the project's dagster.yaml
+    home = tmp_path / ".dagster_home"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    summary = subprocess.run([EXE, "demo", "--reset", "--summary"], cwd=tmp_path, env=_env(DAGSTER_HOME=str(home)),
+                             capture_output=True, text=True, timeout=600)
     assert summary.returncode == 0 and "tenant atelier (production tenant)" in summary.stdout
     assert re.search(r"^legacy\s+orphan_token\s+critical\s+\d+\s+FOUND$", summary.stdout, re.MULTILINE)
-    assert "dagster dev" in summary.stdout and "/metrics" in summary.stdout
+    assert "make ui" in summary.stdout and "dagster dev" in summary.stdout and "/metrics" in summary.stdout
+    # `dagster dev` on that instance (`make ui`) finds the demo's runs, with legacy failing and sandbox clean
+    with DagsterInstance.from_config(str(home)) as instance:
+        assert len(instance.get_run_records()) == 3  # one run per tenant
+        assert sorted(instance.get_dynamic_partitions("tenant")) == ["atelier", "legacy", "sandbox"]
+        key = AssetCheckKey(AssetKey("integrity_findings"), "orphan_token")
+        status = {i.partition_key: i.latest_execution_status.value
+                  for i in instance.event_log_storage.get_asset_check_partition_info([key])}
+    assert status == {"atelier": "SUCCEEDED", "legacy": "FAILED", "sandbox": "SUCCEEDED"}
     # ... and ends with the legacy tenant's open incidents; the audit chain is intact.
     assert "open incidents of legacy:" in summary.stdout
     assert re.search(r"^\s*\d+\s+legacy\s+orphan_token\s+critical\s+open\b", summary.stdout, re.MULTILINE)

@@ -95,3 +95,31 @@ def test_two_applies_of_one_plan_at_once_apply_each_row_once(pg_factory):
     events = pg_factory.rows("SELECT token_id, count(*) FROM token_event WHERE event_type = 'scrapped_by_repair' "
                              "GROUP BY token_id")
     assert events and all(n == 1 for _, n in events)
+
+
+def test_four_eyes_the_planner_may_not_approve_their_own_plan(factory):
+    floor = build_clean_floor(factory)
+    FAULTS["orphan_token"].apply(floor)
+    code, body = hs(factory, "repair", "plan", "--tenant", "atelier", "--check", "orphan_token", "--by", "nok",
+                    "--json")
+    assert code == 0 and body["data"]["planned_by"] == "nok"
+    plan = body["data"]
+    for name in ("nok", " NOK "):  # the same person, however the name is typed
+        code, body = hs(factory, "repair", "approve", plan["plan_id"], "--by", name, "--json")
+        assert (code, body["error"]["code"]) == (3, "SELF_APPROVAL")
+        assert "nok" in body["error"]["message"].lower() and body["error"]["hint"]
+    shown = hs(factory, "repair", "show", plan["plan_id"], "--json")[1]["data"]
+    assert shown["approvals"] == [] and shown["planned_by"] == "nok"  # nothing was written
+
+    # without --by the planner is HATTHASILPA_ACTOR
+    env = {"HATTHASILPA_ACTOR": "ploy"}
+    code, body = hs(factory, "repair", "plan", "--tenant", "atelier", "--check", "orphan_token", "--json",
+                    env_extra=env)
+    assert code == 0 and body["data"]["planned_by"] == "ploy"
+    second = body["data"]["plan_id"]
+    code, body = hs(factory, "repair", "approve", second, "--by", "ploy", "--json")
+    assert (code, body["error"]["code"]) == (3, "SELF_APPROVAL")
+    code, body = hs(factory, "repair", "approve", second, "--by", "somchai", "--json")
+    assert code == 0 and body["data"]["approved_by"] == "somchai"
+    code, out, _ = table(factory, "repair", "plan", "--tenant", "atelier", "--check", "orphan_token", "--by", "nok")
+    assert code == 0 and "made by nok" in out

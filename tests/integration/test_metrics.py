@@ -8,23 +8,25 @@ import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
-from checks import metrics
-from checks.schema import check_run, finding
+from checks import metrics, store
+from checks.runner import CheckResult, RunReport
+from checks.schema import check_latest, finding
 from lifecycle.db import get_engine
+from lifecycle.uow import utcnow
 from reconcile.metrics import SOURCES
 
 T0 = dt.datetime(2026, 11, 29, 6, 0, tzinfo=dt.timezone.utc)
 
 
 def record(stores, tenant, check, severity, count, error=None, sample=None, minutes=0):
-    with get_engine(stores.settings.monitor_url).begin() as conn:
-        run_id = conn.execute(check_run.insert().values(started_at=T0).returning(check_run.c.id)).scalar_one()
-        at = T0 + dt.timedelta(minutes=minutes)
-        conn.execute(finding.insert().values(run_id=run_id, tenant_code=tenant, check_id=check, severity=severity,
-                                             count=count, sample=sample or [], started_at=at, finished_at=at,
-                                             duration_seconds=0.25, error=error))
+    """One recorded run of one (tenant, check), written the way every run is written."""
+    at = T0 + dt.timedelta(minutes=minutes)
+    result = CheckResult(check=check, tenant=tenant, severity=severity, family="tokens", count=count,
+                         sample=sample or [], started_at=at, finished_at=at, duration_seconds=0.25, error=error)
+    return store.record_run(stores.settings.monitor_url, RunReport(None, at, at, [result]))
 
 
 def scrape(url: str) -> dict:
@@ -139,3 +141,88 @@ def test_metrics_serve_refuses_a_busy_port(stores):
         server.shutdown()
         thread.join(10)
     assert code == 2 and body["error"]["code"] == "VALIDATION_ERROR"
+
+
+def key(name, **labels):
+    return name, tuple(sorted(labels.items()))
+
+
+def collect(settings) -> dict:
+    """One scrape through the registry the server serves (no HTTP)."""
+    registry = metrics.registry_for(settings)
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in registry.collect() for s in family.samples}
+
+
+def test_the_interval_of_each_check_is_its_schedule(stores):
+    stores.add_tenant("atelier")
+    record(stores, "atelier", "orphan_token", "critical", 0)
+    record(stores, "atelier", "scrapped_token_resurrected", "critical", 0)
+    record(stores, "atelier", "serial_missing_in_core", "error", 0)
+    record(stores, "atelier", "gx.flow_token", "error", 0)
+    samples = collect(stores.settings)
+    interval = {check: samples[key("hatthasilpa_integrity_check_interval_seconds", tenant="atelier", check=check)]
+                for check in ("orphan_token", "scrapped_token_resurrected", "serial_missing_in_core", "gx.flow_token")}
+    assert interval == {"orphan_token": 900, "scrapped_token_resurrected": 3600, "serial_missing_in_core": 3600,
+                        "gx.flow_token": 86400}
+
+
+def test_the_scrape_reads_the_kept_latest_row_and_pruning_history_changes_nothing(stores):
+    stores.add_tenant("atelier")
+    record(stores, "atelier", "orphan_token", "critical", 4)
+    record(stores, "atelier", "orphan_token", "critical", 0, error="statement timeout", minutes=15)
+    record(stores, "atelier", "orphan_token", "critical", 2, minutes=30)
+    record(stores, "atelier", "orphan_token", "critical", 0, error="statement timeout", minutes=45)
+    record(stores, "atelier", "duplicate_serial", "critical", 1, minutes=45)
+    before = collect(stores.settings)
+    assert before[key("hatthasilpa_integrity_violations", tenant="atelier", check="orphan_token",
+                      severity="critical")] == 2
+    assert before[key("hatthasilpa_integrity_check_errors_total", tenant="atelier", check="orphan_token")] == 2
+    assert before[key("hatthasilpa_integrity_check_errors_total", tenant="atelier", check="duplicate_serial")] == 0
+    assert before[key("hatthasilpa_integrity_check_last_success_timestamp_seconds", tenant="atelier",
+                      check="orphan_token")] == (T0 + dt.timedelta(minutes=30)).timestamp()
+
+    deleted = store.prune(stores.settings.monitor_url, utcnow() + dt.timedelta(days=1))  # everything is old
+    # kept: orphan_token's last run (an error) and last success, duplicate_serial's last run
+    assert deleted == {"runs": 2, "findings": 2}
+    engine = get_engine(stores.settings.monitor_url)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(finding)).scalar_one() == 3
+    errors_before = before.pop(key("hatthasilpa_integrity_check_errors_total", tenant="atelier",
+                                   check="orphan_token"))
+    after = collect(stores.settings)
+    assert after.pop(key("hatthasilpa_integrity_check_errors_total", tenant="atelier",
+                         check="orphan_token")) == errors_before  # the counter never goes back
+    assert after == before
+    assert {r["check_id"]: r["count"] for r in store.latest_results(stores.settings.monitor_url, "atelier")} == \
+        {"orphan_token": 0, "duplicate_serial": 1}
+    assert store.prune(stores.settings.monitor_url, utcnow() + dt.timedelta(days=1)) == {"runs": 0, "findings": 0}
+
+
+def test_retention_keeps_what_is_younger_than_the_cutoff(stores):
+    stores.add_tenant("atelier")
+    for minutes in (0, 15, 30):
+        record(stores, "atelier", "orphan_token", "critical", 1, minutes=minutes)
+    assert store.prune(stores.settings.monitor_url, utcnow() - dt.timedelta(days=90)) == {"runs": 0, "findings": 0}
+    with get_engine(stores.settings.monitor_url).connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(finding)).scalar_one() == 3
+
+
+def test_concurrent_runs_count_every_error_and_keep_the_newest_finding(pg_stores):
+    pg_stores.add_tenant("atelier")
+    record(pg_stores, "atelier", "orphan_token", "critical", 0)  # the row exists: writers now race on it
+
+    def writer(n):
+        for i in range(10):
+            record(pg_stores, "atelier", "orphan_token", "critical", 0, error=f"timeout {n}.{i}", minutes=i)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    with get_engine(pg_stores.settings.monitor_url).connect() as conn:
+        latest = conn.execute(sa.select(check_latest)).one()
+        newest = conn.execute(sa.select(sa.func.max(finding.c.id))).scalar_one()
+    assert latest.error_count == 40
+    assert latest.finding_id == newest

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from prometheus_client import generate_latest
 from dagster import (
+    AssetCheckKey,
+    AssetKey,
     DagsterInstance,
     RunRequest,
     Definitions,
@@ -77,6 +79,16 @@ def test_materialize_two_tenant_partitions_matches_check_run(factory, tmp_path):
             {name: e.passed for name, e in evaluations.items()}
     orphan = factory.ok("check", "run", "--tenant", "atelier", "--check", "orphan_token", "--json")["results"][0]
     assert orphan["count"] == 3
+    # each (tenant, check) keeps its own status: the clean tenant materialized last hides nothing
+    key = AssetCheckKey(AssetKey("integrity_findings"), "orphan_token")
+    status = {info.partition_key: info.latest_execution_status.value
+              for info in instance.event_log_storage.get_asset_check_partition_info([key])}
+    assert status == {"atelier": "FAILED", "second": "SUCCEEDED"}
+    # the latest materialization (the clean tenant's) still counts every tenant's failing checks
+    latest = instance.get_latest_materialization_event(AssetKey("integrity_findings")).asset_materialization
+    assert latest.partition == "second" and latest.metadata["failing_checks"].value == 0
+    overview = latest.metadata["failing_checks_by_tenant"].value
+    assert "| atelier | 2 |" in overview and "orphan_token" in overview and "| second | 0 |" in overview
 
 
 def test_schedules_request_one_run_per_tenant_partition():
@@ -214,3 +226,42 @@ def test_nightly_audit_job_verifies_the_chain_and_the_gauge_follows(stores):
                                                      raise_on_error=False)
         assert not result.success
     assert gauge() == ["hatthasilpa_audit_chain_ok 0.0"]
+
+
+def test_retention_job_prunes_old_history_but_keeps_the_latest_result(factory, monkeypatch):
+    from checks import store
+    from checks.schema import check_latest, check_run, finding
+    from pipelines.jobs import monitor_retention_job
+
+    for _ in range(3):
+        factory.ok("check", "run", "--tenant", "atelier", "--check", "orphan_token", "--json")
+    monitor = get_engine(factory.settings.monitor_url)
+    with monitor.begin() as conn:  # the first two runs are 100 days old
+        *old, newest = conn.execute(sa.select(check_run.c.id).order_by(check_run.c.id)).scalars().all()
+        conn.execute(check_run.update().where(check_run.c.id.in_(old)).values(
+            created_at=sa.func.current_timestamp() - sa.text("INTERVAL '100 days'")
+            if factory.is_postgres else sa.func.datetime("now", "-100 days")))
+    before = metrics_text(factory)
+    with instance_for_test() as instance:
+        result = monitor_retention_job.execute_in_process(instance=instance, resources=resources_for(factory))
+    assert result.success
+    assert result.output_for_node("prune_monitor_history") == {"runs": 2, "findings": 2}
+    with monitor.connect() as conn:
+        assert conn.execute(sa.select(check_run.c.id)).scalars().all() == [newest]
+        latest = conn.execute(sa.select(check_latest.c.finding_id)).scalars().all()
+        assert conn.execute(sa.select(finding.c.id)).scalars().all() == latest
+    assert metrics_text(factory) == before
+
+    monkeypatch.setenv(store.RETENTION_DAYS, "soon")
+    with instance_for_test() as instance:
+        result = monitor_retention_job.execute_in_process(instance=instance, resources=resources_for(factory),
+                                                          raise_on_error=False)
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
+    assert failure.metadata["code"].text == "VALIDATION_ERROR"
+    with monitor.connect() as conn:
+        assert conn.execute(sa.select(check_run.c.id)).scalars().all() == [newest]
+
+
+def metrics_text(stores) -> bytes:
+    return generate_latest(metrics.registry_for(stores.settings, sources=(metrics.check_families,)))

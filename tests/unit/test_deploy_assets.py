@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCUMENTED_METRICS = {
     "hatthasilpa_integrity_violations", "hatthasilpa_integrity_check_duration_seconds",
     "hatthasilpa_integrity_check_last_success_timestamp_seconds", "hatthasilpa_integrity_check_errors_total",
-    "hatthasilpa_serial_outbox_pending", "hatthasilpa_serial_outbox_parked",
+    "hatthasilpa_integrity_check_interval_seconds", "hatthasilpa_serial_outbox_pending", "hatthasilpa_serial_outbox_parked",
     "hatthasilpa_serial_outbox_oldest_pending_age_seconds",
     "hatthasilpa_repairs_applied_total", "hatthasilpa_repair_rows_skipped_total",
     "hatthasilpa_integrity_incident_open", "hatthasilpa_integrity_incident_muted",

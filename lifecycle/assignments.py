@@ -5,6 +5,9 @@ A manager plans who works a node of a job (``manager_assignment``). The plan bec
 the plan is made, when tokens are spawned onto the node, and when a token is routed
 onto it. The database allows one active assignment per token; every writer here runs
 under the job's row lock, so two managers planning at once serialize.
+
+Invariant: one active assignment per token. Guarded by
+tests/integration/test_session_races.py, tests/integration/test_sessions.py.
 """
 
 from __future__ import annotations
@@ -149,7 +152,7 @@ def plan(uow: UnitOfWork, job_code: str, node_code: str, operator_id: str) -> di
 
 
 def validate_operator(operator_id: object) -> str:
-    if not isinstance(operator_id, str) or not graphs.CODE_RE.match(operator_id):
+    if not isinstance(operator_id, str) or not graphs.CODE_RE.fullmatch(operator_id):
         raise ValidationError(f"invalid operator id {operator_id!r}",
                               hint="an operator id is 1-64 letters, digits, '_', '-' or '.'")
     return operator_id

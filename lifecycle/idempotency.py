@@ -5,6 +5,10 @@ and its parameters, and the result, in the command's own transaction. A retry wi
 the same key and the same parameters returns that first result; the same key with
 other parameters is a VALIDATION_ERROR. The caller takes its row locks before
 looking the key up, so concurrent retries serialize on those locks.
+
+Invariant: a retried command with its key returns the first result. Guarded by
+tests/integration/test_lifecycle.py, tests/integration/test_races.py,
+tests/e2e/test_fault_points.py.
 """
 
 from __future__ import annotations
@@ -28,9 +32,12 @@ def request_hash(command: str, params: dict) -> str:
 
 
 def check_key(key: str | None) -> None:
-    if key is not None and (not key or len(key) > MAX_KEY_LENGTH or not key.isprintable()):
+    """A key is 1-128 printable characters, not blank, with no leading or trailing whitespace."""
+    if key is not None and (not key.strip() or key != key.strip() or len(key) > MAX_KEY_LENGTH
+                            or not key.isprintable()):
         raise ValidationError("invalid idempotency key",
-                              hint=f"use 1-{MAX_KEY_LENGTH} printable characters, e.g. a UUID")
+                              hint=f"use 1-{MAX_KEY_LENGTH} printable characters without surrounding blanks, "
+                                   "e.g. a UUID")
 
 
 def run(uow: UnitOfWork, key: str | None, command: str, params: dict, action: Callable[[], dict]) -> dict:

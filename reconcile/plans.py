@@ -132,7 +132,7 @@ def plans_of(settings: Settings, incident_id: int) -> list[dict]:
 
 
 def _name(value, message: str, hint: str) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value.strip()) > 64:
+    if not isinstance(value, str) or not value.strip() or len(value.strip()) > 64 or not value.isprintable():
         raise ValidationError(message, hint=hint)
     return value.strip()
 

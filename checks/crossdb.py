@@ -1,18 +1,32 @@
-"""Tenant vs core serial registries, compared in bounded batches.
+"""Tenant vs core serial registries: which serial codes differ, and the rows of each.
 
-The drive side's rows are paged in ``serial_code`` order (keyset pagination:
-``serial_code > :after ORDER BY serial_code LIMIT :batch``, on the core side restricted
-to this tenant's rows); for each page the other registry's rows for just those codes
-are fetched by primary key (``serial_code = ANY(:codes)`` on PostgreSQL, ``IN`` on
-SQLite). At most one page of each side is in memory, whatever the
-size of the registries, and both databases answer from their indexes. Each code's
-tenant and core rows go to the check's ``classify`` function.
+Two ways, one result:
+
+- **Bucketed** (PostgreSQL on both sides, the whole registry): each database summarizes
+  its side in SQL — per bucket of ``hashtextextended(serial_code) & (BUCKETS - 1)``
+  the row count and the sum of a 64-bit hash of the canonical row
+  ``serial_code|sku|job|token|status`` (core's ``job_ref``/``token_ref`` are the job code
+  and the token id as text, so the tenant side joins its job for the code). Only the
+  buckets whose count or checksum differ are streamed from both sides (server-side
+  cursors, ordered by ``serial_code COLLATE "C"``) and merged by code. A code whose
+  rows agree in every compared field cannot break any serial rule, so skipping equal
+  buckets changes no finding; a differing bucket's codes are classified as before.
+  One pass answers every comparison of a check run: the differing codes are kept in
+  the run's ``shared`` dict (up to ``SHARED_CAP`` codes) for the next serial check.
+- **Paged** (SQLite, or one serial code for a repair's row predicate): the drive side's
+  rows are paged in ``serial_code`` order (keyset pagination), and for each page the
+  other registry's rows for just those codes are fetched by primary key.
+
+Either way at most one page or one streamed bucket set is held in memory, and each
+code's tenant and core rows go to the check's ``classify`` function.
 """
 
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections import defaultdict
+from itertools import groupby, islice
 from typing import Iterator
 
 import sqlalchemy as sa
@@ -26,6 +40,10 @@ from .errors import CheckTimeout
 from .model import Check, Side
 
 BATCH_SIZE = 1000
+BUCKETS = 65536
+SHARED_CAP = 50_000  # differing codes one run keeps for its other serial checks
+STREAM_ROWS = 5000
+SUMMARY_WORK_MEM = "64MB"
 
 # Core keeps the job by its code (``job_ref``): the tenant side carries it beside the id.
 _JOB_CODE = (sa.select(hatthasilpa_job.c.job_code).where(hatthasilpa_job.c.id == tenant_reg.c.job_id)
@@ -78,10 +96,162 @@ def _rows_for(conn: sa.Connection, columns, codes: list[str]) -> dict[str, list[
     return grouped
 
 
+def _finding(code: str, tenant_rows: list[dict], core_rows: list[dict], reason: str) -> dict:
+    return {"serial_code": code, "tenant_rows": len(tenant_rows),
+            "core_tenants": ",".join(sorted({c["tenant_code"] for c in core_rows})), "reason": reason}
+
+
 def compare(check: Check, target, only: str | None = None, batch: int = BATCH_SIZE) -> Iterator[dict]:
     """Yield one finding row per serial code whose tenant and core rows break the check."""
     if target.core is None:
         raise ValueError(f"check {check.id} compares with core; the target has no core connection")
+    if only is None and target.tenant.dialect.name == "postgresql" and target.core.dialect.name == "postgresql":
+        for code, tenant_rows, core_rows in differing(target):
+            reason = check.compare.classify(target.params, tenant_rows, core_rows)
+            if reason:
+                yield _finding(code, tenant_rows, core_rows, reason)
+        return
+    yield from _paged(check, target, only, batch)
+
+
+# --------------------------------------------------------------------------- bucketed (PostgreSQL)
+_TENANT_FROM = "serial_registry r LEFT JOIN hatthasilpa_job j ON j.id = r.job_id"
+_TENANT_CANON = ("r.serial_code || '|' || r.sku || '|' || coalesce(j.job_code, '') || '|' || r.token_id::text "
+                 "|| '|' || r.status")
+_CORE_CANON = "c.serial_code || '|' || c.sku || '|' || c.job_ref || '|' || c.token_ref || '|' || c.status"
+_TENANT_SELECT = ("r.serial_code, r.tenant_code, r.sku, r.job_id, j.job_code, r.token_id, r.mode, r.status, "
+                  "r.created_at, r.updated_at")
+_CORE_SELECT = "c.serial_code, c.tenant_code, c.sku, c.job_ref, c.token_ref, c.mode, c.status, c.updated_at"
+
+
+# the differing buckets as a relation: a hash join, where ``= ANY(:array)`` would test each row against each bucket
+_DIFF = "unnest(CAST(:buckets AS bigint[])) AS d(b)"
+
+
+def _bucket(code: str, buckets: int) -> str:
+    return f"(hashtextextended({code}, 0) & {buckets - 1})"
+
+
+def summary_sql(side: str, buckets: int = BUCKETS) -> str:
+    """Per bucket: row count and checksum of the canonical rows (core: this tenant's rows only)."""
+    if side == "tenant":
+        return (f"SELECT {_bucket('r.serial_code', buckets)} AS b, count(*) AS n, "
+                f"sum(hashtextextended({_TENANT_CANON}, 1)) AS h FROM {_TENANT_FROM} GROUP BY 1")
+    return (f"SELECT {_bucket('c.serial_code', buckets)} AS b, count(*) AS n, "
+            f"sum(hashtextextended({_CORE_CANON}, 1)) AS h FROM serial_registry c "
+            f"WHERE c.tenant_code = :tenant_code GROUP BY 1")
+
+
+def _summary(conn: sa.Connection, side: str, tenant_code: str, buckets: int) -> dict[int, tuple]:
+    # the buckets' aggregate states fit in memory instead of spilling (transaction-local, read-only safe)
+    # and are computed without JIT, whose compile time the planner's guess of a million groups invites
+    conn.execute(sa.text("SELECT set_config('work_mem', :mem, true), set_config('jit', 'off', true)"),
+                 {"mem": SUMMARY_WORK_MEM})
+    return {b: (n, h) for b, n, h in conn.execute(sa.text(summary_sql(side, buckets)), {"tenant_code": tenant_code})}
+
+
+def summaries(target, buckets: int = BUCKETS) -> tuple[dict, dict]:
+    """Both sides' bucket summaries, computed at the same time by the two databases."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        tenant = pool.submit(_summary, target.tenant, "tenant", target.tenant_code, buckets)
+        core = _summary(target.core, "core", target.tenant_code, buckets)
+        return tenant.result(), core
+
+
+def _stream(conn: sa.Connection, sql: str, params: dict) -> Iterator[dict]:
+    result = conn.execute(sa.text(sql), params,
+                          execution_options={"stream_results": True, "max_row_buffer": STREAM_ROWS})
+    keys = list(result.keys())
+    for row in result:
+        yield dict(zip(keys, row))
+
+
+def _by_code(rows: Iterator[dict]) -> Iterator[tuple[str, list[dict]]]:
+    for code, group in groupby(rows, key=lambda r: r["serial_code"]):
+        yield code, list(group)
+
+
+def _elsewhere(core: sa.Connection, codes: list[str]) -> dict[str, list[dict]]:
+    """Core rows of these codes for any tenant (a tenant serial core holds for another tenant)."""
+    return _rows_for(core, CORE_COLUMNS, codes) if codes else {}
+
+
+def differing(target, buckets: int = BUCKETS) -> Iterator[tuple[str, list[dict], list[dict]]]:
+    """(code, tenant rows, core rows) of every code in a bucket whose two summaries differ, by code.
+
+    Kept in ``target.shared`` when the run passes one and the codes are few, so the other
+    serial checks of the run reuse the pass."""
+    shared = getattr(target, "shared", None)
+    if shared is not None and ("serial_diff", buckets) in shared:
+        cached = shared[("serial_diff", buckets)]
+        if cached is not None:
+            yield from cached
+            return
+        yield from _differing(target, buckets)
+        return
+    if shared is None:
+        yield from _differing(target, buckets)
+        return
+    first = list(islice(_differing(target, buckets), SHARED_CAP + 1))
+    if len(first) <= SHARED_CAP:
+        shared[("serial_diff", buckets)] = first
+        yield from first
+        return
+    shared[("serial_diff", buckets)] = None  # too many to keep: every check streams its own pass
+    yield from _differing(target, buckets)
+
+
+def _differing(target, buckets: int) -> Iterator[tuple[str, list[dict], list[dict]]]:
+    _check_deadline(target, "bucket summaries")
+    tenant_sum, core_sum = summaries(target, buckets)
+    diff = sorted(b for b in tenant_sum.keys() | core_sum.keys() if tenant_sum.get(b) != core_sum.get(b))
+    if not diff:
+        return
+    params = {"buckets": diff, "tenant_code": target.tenant_code}
+    tenant_rows = _by_code(_stream(target.tenant, (
+        f"SELECT {_TENANT_SELECT} FROM {_TENANT_FROM} JOIN {_DIFF} ON d.b = {_bucket('r.serial_code', buckets)} "
+        f'ORDER BY r.serial_code COLLATE "C"'), params))
+    core_rows = _by_code(_stream(target.core, (
+        f"SELECT {_CORE_SELECT} FROM serial_registry c JOIN {_DIFF} ON d.b = {_bucket('c.serial_code', buckets)} "
+        f'WHERE c.tenant_code = :tenant_code ORDER BY c.serial_code COLLATE "C"'), params))
+    pending: list[tuple[str, list[dict]]] = []  # tenant codes core holds for no row of this tenant
+
+    def flush():
+        found = _elsewhere(target.core, [code for code, _ in pending])
+        out = [(code, rows, found.get(code, [])) for code, rows in pending]
+        pending.clear()
+        return out
+
+    t, c = next(tenant_rows, None), next(core_rows, None)
+    seen = 0
+    while t is not None or c is not None:
+        seen += 1
+        if seen % STREAM_ROWS == 0:
+            _check_deadline(target, "streaming differing buckets")
+        if c is None or (t is not None and t[0] < c[0]):
+            pending.append(t)
+            if len(pending) >= BATCH_SIZE:
+                yield from flush()
+            t = next(tenant_rows, None)
+            continue
+        if pending and (t is None or c[0] <= t[0]):
+            yield from flush()  # keep the findings in code order
+        if t is None or c[0] < t[0]:
+            yield c[0], [], c[1]
+            c = next(core_rows, None)
+        else:
+            yield t[0], t[1], c[1]
+            t, c = next(tenant_rows, None), next(core_rows, None)
+    yield from flush()
+
+
+def _check_deadline(target, where: str) -> None:
+    if target.deadline is not None and time.monotonic() > target.deadline:
+        raise CheckTimeout(f"serial comparison ran past its time budget ({where})")
+
+
+# --------------------------------------------------------------------------- paged (SQLite, one code)
+def _paged(check: Check, target, only: str | None, batch: int) -> Iterator[dict]:
     after = None
     while True:
         if target.deadline is not None and time.monotonic() > target.deadline:
@@ -96,7 +266,5 @@ def compare(check: Check, target, only: str | None = None, batch: int = BATCH_SI
         for code in codes:
             reason = check.compare.classify(target.params, tenant_rows.get(code, []), core_rows.get(code, []))
             if reason:
-                yield {"serial_code": code, "tenant_rows": len(tenant_rows.get(code, [])),
-                       "core_tenants": ",".join(sorted({c["tenant_code"] for c in core_rows.get(code, [])})),
-                       "reason": reason}
+                yield _finding(code, tenant_rows.get(code, []), core_rows.get(code, []), reason)
         after = codes[-1]

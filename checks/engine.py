@@ -42,6 +42,7 @@ class Target:
     core: sa.Connection | None
     params: dict
     deadline: float | None = None  # time.monotonic() after which a batched comparison gives up
+    shared: dict | None = None  # one run's memo for one tenant: the serial comparisons share one pass
 
 
 def parameter_names(sql: str) -> list[str]:

@@ -118,11 +118,12 @@ def _error_text(exc: BaseException) -> str:
 
 def run_check(check: Check, tenant_code: str, tenant_conn: sa.Connection, core_conn: sa.Connection,
               params: dict, sample_size: int = DEFAULT_SAMPLE_SIZE,
-              timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS) -> CheckResult:
+              timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS, shared: dict | None = None) -> CheckResult:
     """Run one check on one tenant in its own read-only transaction(s); never raises.
 
     Keeps the first ``sample_size`` offending rows as the sample and the keys of the first
-    ``incidents.KEY_CAP`` for the incident's evidence."""
+    ``incidents.KEY_CAP`` for the incident's evidence. ``shared`` is the tenant's memo for
+    one run: the serial comparisons of the run share one pass over both registries through it."""
     started, t0 = utcnow(), time.perf_counter()
     count, sample, keys, error = 0, [], [], None
     try:
@@ -132,7 +133,7 @@ def run_check(check: Check, tenant_code: str, tenant_conn: sa.Connection, core_c
             if reads_core:
                 stack.enter_context(read_only(core_conn, timeout_seconds))
             target = Target(tenant_code, tenant_conn, core_conn if reads_core else None, params,
-                            deadline=deadline_after(timeout_seconds))
+                            deadline=deadline_after(timeout_seconds), shared=shared)
             count, rows = count_and_sample(check, target, max(sample_size, incidents.KEY_CAP))
             sample, keys = rows[:sample_size], [{k: row.get(k) for k in check.keys} for row in rows]
     except Exception as exc:  # a failing check is a result, not the end of the run
@@ -165,10 +166,11 @@ def run_tenant(settings: Settings, tenant_code: str, checks: Iterable[Check], *,
             get_engine(settings.core_url).connect() as cconn:
         with read_only(cconn, timeout_seconds):
             params = tenant_params(cconn, tenant_code, now, thresholds)
+        shared: dict = {}
         for check in checks:
             if progress:
                 progress(tenant_code, check.id, done, total, None)
-            result = run_check(check, tenant_code, tconn, cconn, params, sample_size, timeout_seconds)
+            result = run_check(check, tenant_code, tconn, cconn, params, sample_size, timeout_seconds, shared)
             results.append(result)
             done += 1
             if progress:

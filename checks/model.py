@@ -16,7 +16,7 @@ Query conventions (the engine and the catalogue tests rely on them):
   (tenant is not a test tenant), ``:flag_std_on`` (``FF_SERIAL_STD_HAT`` on), one
   ``:<threshold>_cutoff`` (= now − threshold) per declared threshold, and the keys.
 - ``compare`` holds a cross-database comparison of the tenant and core serial
-  registries, walked in bounded batches ordered by ``serial_code`` (see ``crossdb``).
+  registries by ``serial_code``: bucket checksums, then the differing rows (see ``crossdb``).
 
 ``reads_history`` says whether a check must read history (closed sessions, token
 events, the whole serial registry) and so runs on the hourly schedule with the
@@ -95,9 +95,11 @@ Classifier = Callable[[dict, list[dict], list[dict]], "str | None"]
 class Comparison:
     """A tenant/core registry comparison by ``serial_code``.
 
-    The engine pages through the ``drive`` side's registry in batches ordered by
-    ``serial_code`` (the core side restricted to this tenant's rows) and fetches the
-    other side's rows for the batch's codes only, so at most two batches are in memory.
+    ``classify`` sees every code whose tenant and core rows differ. On SQLite the engine
+    pages through the ``drive`` side's registry in batches ordered by ``serial_code``
+    (the core side restricted to this tenant's rows) and fetches the other side's rows
+    for the batch's codes only; on PostgreSQL it reads only the buckets whose checksums
+    differ (``crossdb``), and ``drive`` does not matter.
     """
 
     drive: Side

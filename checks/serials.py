@@ -1,7 +1,8 @@
 """Serial checks (docs/risks.md §2.3, §3.3, §4D, §7.4): tenant and core registries, the outbox, the policy.
 
 The four cross-database checks compare the tenant ``serial_registry`` with the core
-``serial_registry`` by ``serial_code`` in bounded batches (``crossdb``); each only
+``serial_registry`` by ``serial_code`` (``crossdb``: bucket checksums on PostgreSQL, bounded
+batches on SQLite); each only
 decides, for one serial, whether its tenant and core rows break its rule.
 
 Core's ``job_ref`` is the code of the tenant's job and ``token_ref`` its ``token_id`` as
@@ -64,7 +65,7 @@ SERIAL_MISSING_IN_CORE = Check(
     keys=("serial_code",),
     scope=Scope.TENANT_CORE,
     reads_history=True,
-    history_note="walks the whole tenant registry in batches (reconciliation schedule)",
+    history_note="sums both registries in buckets, reads the differing ones (reconciliation schedule)",
     thresholds=(OUTBOX_GRACE,),
     compare=Comparison(drive=Side.TENANT, classify=_missing_in_core),
 )
@@ -77,7 +78,7 @@ SERIAL_MISSING_IN_TENANT = Check(
     keys=("serial_code",),
     scope=Scope.TENANT_CORE,
     reads_history=True,
-    history_note="walks the tenant's core registry rows in batches (reconciliation schedule)",
+    history_note="sums both registries in buckets, reads the differing ones (reconciliation schedule)",
     compare=Comparison(drive=Side.CORE, classify=_missing_in_tenant),
 )
 
@@ -90,7 +91,7 @@ SERIAL_FIELD_MISMATCH = Check(
     keys=("serial_code",),
     scope=Scope.TENANT_CORE,
     reads_history=True,
-    history_note="walks the whole tenant registry in batches (reconciliation schedule)",
+    history_note="sums both registries in buckets, reads the differing ones (reconciliation schedule)",
     thresholds=(OUTBOX_GRACE,),
     compare=Comparison(drive=Side.TENANT, classify=_field_mismatch),
 )

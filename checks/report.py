@@ -36,9 +36,16 @@ def status(result: Mapping) -> str:
     return "FOUND" if result["count"] else "ok"
 
 
+def count_cell(result: Mapping) -> str:
+    """A failed check counted nothing: its count is never shown as 0."""
+    return "-" if result.get("error") or result.get("count") is None else str(result["count"])
+
+
 def _sample_lines(result: Mapping, shown: int) -> list[str]:
     lines = []
-    for row in (result.get("sample") or [])[:shown] if result["count"] else []:
+    if result.get("error") or not result.get("count"):
+        return lines
+    for row in (result.get("sample") or [])[:shown]:
         keys = ", ".join(f"{k}={v}" for k, v in row.items() if k != "reason")
         lines.append(f"    {row.get('reason', '')}: {keys}"[:WIDTH])
     if result["count"] > shown and result.get("sample"):
@@ -50,7 +57,7 @@ def findings_table(results: Iterable[Mapping], *, markdown: bool = False, sample
     """One line per (tenant, check): severity, count, status; in text, up to ``samples`` sample rows under each."""
     results = list(results)
     headers = ["TENANT", "CHECK", "SEVERITY", "COUNT", "STATUS"]
-    rows = [[r["tenant"], r["check"], r["severity"], r["count"], status(r)] for r in results]
+    rows = [[r["tenant"], r["check"], r["severity"], count_cell(r), status(r)] for r in results]
     if markdown or not samples:
         return table(headers, rows, markdown=markdown, right=["COUNT"])
     rendered = table(headers, rows, right=["COUNT"]).split("\n")

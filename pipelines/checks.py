@@ -51,7 +51,6 @@ def check_result(result, check_name: str | None = None) -> AssetCheckResult:
     if incident.get("state") == IncidentState.MUTED.value:
         severity = AssetCheckSeverity.WARN
     metadata = {
-        "count": MetadataValue.int(result.count),
         "severity": MetadataValue.text(result.severity),
         "family": MetadataValue.text(result.family),
         "duration_seconds": MetadataValue.float(float(result.duration_seconds)),
@@ -61,7 +60,9 @@ def check_result(result, check_name: str | None = None) -> AssetCheckResult:
         metadata["incident_id"] = MetadataValue.int(incident["id"])
         metadata["incident_state"] = MetadataValue.text(incident["state"])
         metadata["incident"] = MetadataValue.text(f"hatthasilpa incident show {incident['id']}")
-    if result.error:
+    if result.error:  # a check that failed (or ran out of time) counted nothing: no "count" at all
         metadata["error"] = MetadataValue.text(result.error)
+    else:
+        metadata["count"] = MetadataValue.int(result.count)
     return AssetCheckResult(check_name=check_name or result.check, passed=result.error is None and result.count == 0,
                             severity=severity, metadata=metadata)

@@ -36,7 +36,7 @@ def run_monitoring_plan(settings: Settings, progress=None) -> list[dict]:
                 meta = evaluation.metadata
                 rows.append({"tenant": tenant, "asset": evaluation.asset_key.to_user_string(),
                              "check": evaluation.check_name, "severity": meta["severity"].value,
-                             "count": meta["count"].value, "passed": evaluation.passed,
+                             "count": meta["count"].value if "count" in meta else None, "passed": evaluation.passed,
                              "error": meta["error"].value if "error" in meta else None})
     return sorted(rows, key=lambda r: (r["tenant"], r["asset"], r["check"]))
 

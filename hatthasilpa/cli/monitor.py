@@ -14,7 +14,7 @@ from checks import catalogue, metrics
 from checks.errors import ChecksFailed
 from checks.model import Severity
 from checks.report import findings_table, table
-from checks.runner import run_checks
+from checks.runner import DEFAULT_TIMEOUT_SECONDS, run_checks
 from lifecycle.errors import ValidationError
 from reconcile.metrics import SOURCES
 
@@ -81,7 +81,7 @@ def check_run(ctx: Context) -> dict:
         gx_report = gx.run_suites(settings, a.tenant or data["tenants"] or None)
         data["results"] += gx_report["results"]
         data["gx"] = {k: v for k, v in gx_report.items() if k != "results"}
-        data["violations"] = sum(r["count"] for r in data["results"])
+        data["violations"] = sum(r["count"] or 0 for r in data["results"])
         data["errors"] = sum(1 for r in data["results"] if r["error"])
     gateway = app_settings.pushgateway()
     if gateway:  # a run also pushes its tenants' metrics (docs/operations.md)
@@ -133,7 +133,8 @@ def register(sub) -> None:
     p.add_argument("--fast", action="store_true", help="only the checks that touch live rows")
     p.add_argument("--gx", action="store_true", help="also run the Great Expectations suites")
     p.add_argument("--sample", type=whole_number, default=20, help="rows kept per check (default 20)")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds per check (default 60)")
+    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS,
+                   help=f"seconds per check (default {DEFAULT_TIMEOUT_SECONDS:.0f}); a check past it is an error")
     p.add_argument("--fail-on", choices=[s.value for s in Severity],
                    help="exit 3 (CHECKS_FAILED) on a finding at or above this severity, or a check error")
     json_flag(p)

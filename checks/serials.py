@@ -122,7 +122,7 @@ TEMP_SERIAL_ON_PRODUCTION_TENANT = Check(
     description="TEMP serial, or FF_SERIAL_STD_HAT off, on a tenant that is not a test tenant",
     keys=("subject",),
     reads_history=True,
-    history_note="scans the tenant registry for TEMP serials",
+    history_note="reads the TEMP serials only (ix_serial_registry_temp)",
     sql="""
 SELECT CAST('FF_SERIAL_STD_HAT' AS VARCHAR(96)) AS subject, 'flag' AS kind,
        'FF_SERIAL_STD_HAT is off on a production tenant' AS reason
@@ -143,7 +143,8 @@ DUPLICATE_SERIAL = Check(
     keys=("serial_code",),
     scope=Scope.TENANT_CORE,
     reads_history=True,
-    history_note="groups the whole tenant registry and flow_token by serial; compares with core in batches",
+    history_note="groups the tenant registry and flow_token by serial from their indexes, in order; "
+                 "compares with core in the reconciliation's pass",
     sql="""
 SELECT x.serial_code AS serial_code,
        max(CASE WHEN x.source = 'registry' THEN x.n ELSE 0 END) AS registry_rows,

@@ -71,15 +71,17 @@ SCRAPPED_TOKEN_RESURRECTED = Check(
     description="token not scrapped now although its history holds a scrapped event or its scrapped_at is set",
     keys=("token_id",),
     reads_history=True,
-    history_note="reads token_event (the lineage) for every token that is not scrapped",
+    history_note="reads the scrapped events (ix_token_event_scrapped) and tokens whose scrapped_at "
+                 "disagrees with their status (ix_flow_token_scrapped_at_not_scrapped), not every token",
     sql="""
 SELECT t.id AS token_id, t.job_id AS job_id, t.instance_id AS instance_id, t.status AS token_status,
        CASE WHEN t.scrapped_at IS NOT NULL THEN 'scrapped_at is set but status is ' || t.status
             ELSE 'history holds a scrapped event but status is ' || t.status END AS reason
 FROM flow_token t
-WHERE t.status <> 'scrapped'
-  AND (t.scrapped_at IS NOT NULL
-       OR EXISTS (SELECT 1 FROM token_event e WHERE e.token_id = t.id AND e.to_status = 'scrapped'))
+WHERE t.id IN (SELECT e.token_id FROM token_event e WHERE e.to_status = 'scrapped'
+               UNION
+               SELECT x.id FROM flow_token x WHERE x.scrapped_at IS NOT NULL AND x.status <> 'scrapped')
+  AND t.status <> 'scrapped'
   AND (:token_id IS NULL OR t.id = :token_id)
 """,
 )

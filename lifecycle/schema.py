@@ -173,6 +173,12 @@ flow_token = sa.Table(
     sa.Index("ix_flow_token_live", "instance_id",
              postgresql_where=sa.text("status IN ('ready', 'active', 'paused')"),
              sqlite_where=sa.text("status IN ('ready', 'active', 'paused')")),
+    # history checks read only what can break their rule (checks/tokens.py, checks/serials.py)
+    sa.Index("ix_flow_token_scrapped_at_not_scrapped", "id",
+             postgresql_where=sa.text("scrapped_at IS NOT NULL AND status <> 'scrapped'"),
+             sqlite_where=sa.text("scrapped_at IS NOT NULL AND status <> 'scrapped'")),
+    sa.Index("ix_flow_token_serial_code", "serial_code", postgresql_where=sa.text("serial_code IS NOT NULL"),
+             sqlite_where=sa.text("serial_code IS NOT NULL")),
 )
 
 token_event = sa.Table(
@@ -187,6 +193,8 @@ token_event = sa.Table(
     sa.Column("at", Timestamp, nullable=False, server_default=sa.func.current_timestamp()),
     created_column(),
     sa.Index("ix_token_event_token_id", "token_id"),
+    sa.Index("ix_token_event_scrapped", "token_id", postgresql_where=sa.text("to_status = 'scrapped'"),
+             sqlite_where=sa.text("to_status = 'scrapped'")),
 )
 
 manager_assignment = sa.Table(
@@ -255,6 +263,8 @@ serial_registry = sa.Table(
     sa.CheckConstraint(_in("mode", SerialMode), name="mode"),
     sa.CheckConstraint(_in("status", SerialStatus), name="status"),
     sa.Index("ux_serial_registry_token_id", "token_id", unique=True),
+    sa.Index("ix_serial_registry_temp", "serial_code", postgresql_where=sa.text("mode = 'TEMP'"),
+             sqlite_where=sa.text("mode = 'TEMP'")),
 )
 
 serial_sequence = sa.Table(

@@ -103,7 +103,13 @@ SOURCES: tuple[Source, ...] = (check_families, outbox_families, incident_familie
 
 
 class MonitorCollector(Collector):
-    """Yields every source's families at each scrape; ``tenant`` limits them to one tenant."""
+    """Yields every source's families at each scrape; ``tenant`` limits them to one tenant.
+
+    A source that cannot be read (the monitor store is down, a query fails) is left out of
+    that scrape: the exporter still answers, with ``hatthasilpa_metrics_exporter_up`` 1 and
+    ``hatthasilpa_metrics_source_error{source}`` 1 for the failed source, and logs one line
+    per failure — no traceback. Each source reads on its own connection, so one failure
+    cannot poison the others' transaction."""
 
     def __init__(self, settings: Settings, tenant: str | None = None, sources: Sequence[Source] = SOURCES) -> None:
         self.settings = settings
@@ -111,9 +117,26 @@ class MonitorCollector(Collector):
         self.sources = tuple(sources)
 
     def collect(self):
-        with get_engine(self.settings.monitor_url).connect() as conn:
-            for source in self.sources:
-                yield from source(self.settings, conn, self.tenant)
+        up = GaugeMetricFamily("hatthasilpa_metrics_exporter_up", "1 while the metrics exporter answers scrapes")
+        up.add_metric([], 1)
+        failed = GaugeMetricFamily("hatthasilpa_metrics_source_error",
+                                   "1 when a metrics source could not be read at this scrape, else 0",
+                                   labels=["source"])
+        for source in self.sources:
+            name = source.__name__.removesuffix("_families")
+            try:
+                with get_engine(self.settings.monitor_url).connect() as conn:
+                    families = list(source(self.settings, conn, self.tenant))
+            except (sa.exc.SQLAlchemyError, OSError) as exc:
+                detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+                log.error("metrics source %s unavailable: %s: %s", name, type(exc).__name__,
+                          detail[0] if detail else "")
+                failed.add_metric([name], 1)
+                continue
+            failed.add_metric([name], 0)
+            yield from families
+        yield up
+        yield failed
 
 
 def registry_for(settings: Settings, tenant: str | None = None,

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
 from lifecycle import assignments, graphs, outbox, queue, registry, services, sessions
-from lifecycle.db import Settings, dispose_engines, get_engine
+from lifecycle.db import Settings, display_url, dispose_engines, get_engine
 from lifecycle.errors import Conflict, ValidationError
 from lifecycle.uow import TenantInfo, UnitOfWork, utcnow
 
@@ -231,7 +231,7 @@ def summary(settings: Settings) -> dict:
         tenants.append({"tenant": row["tenant_code"], "is_test_tenant": bool(row["is_test_tenant"]),
                         "jobs": jobs, "instances": instances, "tokens": tokens, "sessions": work,
                         "serials": serials, "work_queue": ready})
-    return {"tenants": tenants, "core_url": settings.core_url}
+    return {"tenants": tenants, "core_url": display_url(settings.core_url)}
 
 
 def render(data: dict) -> str:

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 from checks.metrics import PUSHGATEWAY_URL
 from checks.runner import READ_ONLY_CORE_URL, READ_ONLY_TENANT_URL_TEMPLATE
+from lifecycle.errors import ValidationError
 from lifecycle.db import CORE_URL, MONITOR_URL, TENANT_URL_TEMPLATE, VAR_DIR, Settings
 
 ACTOR = "HATTHASILPA_ACTOR"
@@ -42,9 +43,16 @@ def for_checks(environ: Mapping[str, str] | None = None) -> Settings:
                     monitor_url=base.monitor_url)
 
 
+MAX_ACTOR_LENGTH = 64  # the actor columns of token events, flag and repair audits
+
+
 def actor(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> str:
-    """Who acts: ``--actor``, else ``$HATTHASILPA_ACTOR``, else ``cli``."""
-    return explicit or _env(environ).get(ACTOR) or DEFAULT_ACTOR
+    """Who acts: ``--actor``, else ``$HATTHASILPA_ACTOR``, else ``cli`` — at most 64 printable characters."""
+    name = explicit or _env(environ).get(ACTOR) or DEFAULT_ACTOR
+    if len(name) > MAX_ACTOR_LENGTH or not name.isprintable() or not name.strip():
+        raise ValidationError(f"invalid actor {name[:40]!r}",
+                              hint=f"--actor or ${ACTOR} is 1-{MAX_ACTOR_LENGTH} printable characters")
+    return name
 
 
 def pushgateway(environ: Mapping[str, str] | None = None) -> str | None:

@@ -149,7 +149,7 @@ def plan(uow: UnitOfWork, job_code: str, node_code: str, operator_id: str) -> di
 
 
 def validate_operator(operator_id: object) -> str:
-    if not isinstance(operator_id, str) or not graphs.CODE_RE.match(operator_id):
+    if not isinstance(operator_id, str) or not graphs.CODE_RE.fullmatch(operator_id):
         raise ValidationError(f"invalid operator id {operator_id!r}",
                               hint="an operator id is 1-64 letters, digits, '_', '-' or '.'")
     return operator_id

@@ -31,9 +31,12 @@ REFUSALS: dict[str, tuple[type[HatthasilpaError], str, str]] = {
         Conflict, "a job with this code exists", "job codes are unique; choose another code"),
     "uq_tenant_tenant_code": (
         Conflict, "a tenant with this code exists", "tenant codes are unique"),
+    "ux_tenant_code_ci": (
+        Conflict, "a tenant with this code in another case exists", "tenant codes are unique regardless of case"),
 }
 
 _SQLITE_UNIQUE = re.compile(r"UNIQUE constraint failed: (?P<cols>[\w.]+(?:, [\w.]+)*)")
+_SQLITE_INDEX = re.compile(r"UNIQUE constraint failed: index '(?P<name>\w+)'")  # an expression index
 _SQLITE_CHECK = re.compile(r"CHECK constraint failed: (?P<name>\w+)")
 
 
@@ -59,6 +62,9 @@ def violated_constraint(exc: IntegrityError) -> str | None:
     if diag is not None:
         return diag.constraint_name
     text = str(exc.orig)
+    index = _SQLITE_INDEX.search(text)
+    if index:
+        return index.group("name")
     unique = _SQLITE_UNIQUE.search(text)
     if unique:
         qualified = [c.split(".", 1) for c in unique.group("cols").split(", ")]

@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from .errors import ValidationError
 
-TENANT_CODE_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,31}$")
+TENANT_CODE_RE = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,31}")  # always fullmatch: `$` would let a final newline in
 
 
 # The settings that name the stores, and the folder of the embedded SQLite defaults.
@@ -55,7 +55,7 @@ class Settings:
 
 
 def check_tenant_code(code: str) -> str:
-    if not isinstance(code, str) or not TENANT_CODE_RE.match(code):
+    if not isinstance(code, str) or not TENANT_CODE_RE.fullmatch(code):
         raise ValidationError(
             f"invalid tenant code {code!r}",
             hint="a tenant code starts with a letter and has at most 32 letters, digits or underscores")
@@ -72,6 +72,14 @@ def normalize_url(url: str) -> str:
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed.render_as_string(hide_password=False)
+
+
+def display_url(url: str) -> str:
+    """A store URL fit to print or log: the password, if any, shown as ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "<unparseable URL>"
 
 
 def _sqlite_engine(url: sa.URL) -> sa.Engine:

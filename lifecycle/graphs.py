@@ -4,6 +4,8 @@ A graph is refused at creation unless it is a DAG with exactly one start node, a
 least one end node, every node reachable from the start, every node able to reach an
 end, and edges only between known nodes. Creating a graph whose code exists adds a
 new version and retires the previous one; jobs keep the version they were made on.
+A graph has at most ``MAX_NODES`` nodes and ``MAX_EDGES`` edges (read from a UTF-8 file of
+at most ``MAX_FILE_BYTES``); its nodes and edges are inserted in bulk.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import json
 import re
 from collections import deque
 from dataclasses import dataclass
-from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -21,7 +22,12 @@ from .schema import routing_edge, routing_graph, routing_node
 from .states import NodeKind, values
 from .uow import UnitOfWork
 
-CODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+# The size limit of a routing graph (docs/lifecycle.md): a real routing has tens of stations.
+MAX_NODES = 500
+MAX_EDGES = 2000
+MAX_FILE_BYTES = 1_000_000
+
+CODE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")  # always fullmatch: `$` would let a final newline in
 
 
 @dataclass(frozen=True)
@@ -35,21 +41,31 @@ class GraphSpec:
 
 
 def load_graph_file(path: str) -> dict:
+    """Read GRAPH.json; anything that is not a small UTF-8 JSON document is VALIDATION_ERROR."""
+    shown = repr(path[:200])
+    hint = 'expected {"nodes": [{"code": "cut", "kind": "start"}, ...], "edges": [["cut", "stitch"], ...]}'
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValidationError(f"cannot read graph file {path}: {exc.strerror}",
+        with open(path, "rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the path
+        raise ValidationError(f"cannot read graph file {shown}: {getattr(exc, 'strerror', None) or exc}",
                               hint="pass --file with the path of a readable GRAPH.json") from exc
+    if len(raw) > MAX_FILE_BYTES:
+        raise ValidationError(f"graph file {shown} is larger than {MAX_FILE_BYTES} bytes",
+                              hint=f"a routing graph has at most {MAX_NODES} nodes and {MAX_EDGES} edges")
     try:
-        return json.loads(text)
+        return json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValidationError(f"graph file {shown} is not UTF-8 text (byte {exc.start})", hint=hint) from exc
     except json.JSONDecodeError as exc:
-        raise ValidationError(f"graph file {path} is not valid JSON: {exc.msg} at line {exc.lineno}",
-                              hint='expected {"nodes": [{"code": "cut", "kind": "start"}, ...], '
-                                   '"edges": [["cut", "stitch"], ...]}') from exc
+        raise ValidationError(f"graph file {shown} is not valid JSON: {exc.msg} at line {exc.lineno}",
+                              hint=hint) from exc
+    except (ValueError, RecursionError) as exc:  # a number past the digit limit; nesting past the stack
+        raise ValidationError(f"graph file {shown} is not a graph document: {str(exc)[:120]}", hint=hint) from exc
 
 
 def validate_code(value: object, what: str) -> str:
-    if not isinstance(value, str) or not CODE_RE.match(value):
+    if not isinstance(value, str) or not CODE_RE.fullmatch(value):
         raise ValidationError(f"invalid {what} {value!r}",
                               hint=f"a {what} is 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit")
     return value
@@ -61,6 +77,10 @@ def parse_graph(document: object) -> GraphSpec:
     if not isinstance(document, dict) or not isinstance(document.get("nodes"), list) \
             or not isinstance(document.get("edges", []), list):
         raise ValidationError("graph must be an object with a 'nodes' list and an 'edges' list", hint=hint)
+    if len(document["nodes"]) > MAX_NODES or len(document.get("edges", [])) > MAX_EDGES:
+        raise ValidationError(f"graph has {len(document['nodes'])} nodes and {len(document.get('edges', []))} edges; "
+                              f"the limit is {MAX_NODES} nodes and {MAX_EDGES} edges",
+                              hint="split the routing, or ask for a higher limit")
     nodes: dict[str, str] = {}
     for node in document["nodes"]:
         if not isinstance(node, dict):
@@ -154,10 +174,10 @@ def create_graph(uow: UnitOfWork, code: str, spec: GraphSpec) -> dict:
     graph_id = conn.execute(routing_graph.insert().values(code=code, version=version, status="active",
                                                           created_at=now, updated_at=now)
                             .returning(routing_graph.c.id)).scalar_one()
-    node_ids = {}
-    for node_code, kind in spec.nodes:
-        node_ids[node_code] = conn.execute(routing_node.insert().values(
-            graph_id=graph_id, node_code=node_code, kind=kind, created_at=now).returning(routing_node.c.id)).scalar_one()
+    conn.execute(routing_node.insert(), [{"graph_id": graph_id, "node_code": c, "kind": k, "created_at": now}
+                                         for c, k in spec.nodes])
+    node_ids = dict(conn.execute(sa.select(routing_node.c.node_code, routing_node.c.id)
+                                 .where(routing_node.c.graph_id == graph_id)).all())
     if spec.edges:
         conn.execute(routing_edge.insert(), [
             {"graph_id": graph_id, "from_node_id": node_ids[s], "to_node_id": node_ids[d], "created_at": now}

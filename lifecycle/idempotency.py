@@ -28,9 +28,12 @@ def request_hash(command: str, params: dict) -> str:
 
 
 def check_key(key: str | None) -> None:
-    if key is not None and (not key or len(key) > MAX_KEY_LENGTH or not key.isprintable()):
+    """A key is 1-128 printable characters, not blank, with no leading or trailing whitespace."""
+    if key is not None and (not key.strip() or key != key.strip() or len(key) > MAX_KEY_LENGTH
+                            or not key.isprintable()):
         raise ValidationError("invalid idempotency key",
-                              hint=f"use 1-{MAX_KEY_LENGTH} printable characters, e.g. a UUID")
+                              hint=f"use 1-{MAX_KEY_LENGTH} printable characters without surrounding blanks, "
+                                   "e.g. a UUID")
 
 
 def run(uow: UnitOfWork, key: str | None, command: str, params: dict, action: Callable[[], dict]) -> dict:

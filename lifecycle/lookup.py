@@ -28,13 +28,20 @@ def get_job_by_id(uow: UnitOfWork, job_id: int, lock: bool = False, share: bool 
     return _job(uow, hatthasilpa_job.c.id == job_id, f"#{job_id}", lock, share)
 
 
+MAX_ID = 2**63 - 1  # the largest BIGINT
+
+
 def token_id_arg(value: object) -> int:
-    try:
+    """A token id: a positive int, or its ASCII digits (no sign, underscore, blank or other script)."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 19:
         token_id = int(value)
-    except (TypeError, ValueError):
+    elif isinstance(value, int) and not isinstance(value, bool):
+        token_id = value
+    else:
         token_id = 0
-    if token_id <= 0 or isinstance(value, bool):
-        raise ValidationError(f"invalid token id {value!r}", hint="a token id is a positive whole number")
+    if not 0 < token_id <= MAX_ID:
+        raise ValidationError(f"invalid token id {str(value)[:40]!r}",
+                              hint=f"a token id is a whole number from 1 to {MAX_ID}")
     return token_id
 
 

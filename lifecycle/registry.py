@@ -13,12 +13,13 @@ from sqlalchemy.exc import OperationalError
 
 from . import migrate
 from .db import Settings, check_tenant_code, get_engine
-from .errors import NotFound, ValidationError
+from .errors import Conflict, NotFound, ValidationError
 from .schema import feature_flag, feature_flag_audit, tenant
 from .uow import Clock, TenantInfo, UnitOfWork, utcnow
 
 FF_SERIAL_STD_HAT = "FF_SERIAL_STD_HAT"
 KNOWN_FLAGS = (FF_SERIAL_STD_HAT,)
+MAX_NAME_LENGTH = 128  # tenant.name
 
 
 def migrate_store(url: str, store: migrate.Store) -> None:
@@ -73,12 +74,17 @@ def tenant_uow(settings: Settings, code: str, clock: Clock = utcnow) -> UnitOfWo
 def add_tenant(settings: Settings, code: str, name: str | None = None, is_test: bool = False,
                actor: str = "cli") -> dict:
     check_tenant_code(code)
-    if name is not None and not name.strip():
-        raise ValidationError("tenant name is empty", hint="pass --name with a readable name, or leave it out")
+    if name is not None and (not name.strip() or len(name) > MAX_NAME_LENGTH or not name.isprintable()):
+        raise ValidationError("invalid tenant name" if name.strip() else "tenant name is empty",
+                              hint=f"pass --name with 1-{MAX_NAME_LENGTH} printable characters, or leave it out")
     migrate_store(settings.core_url, migrate.CORE)
+    with core_uow(settings) as uow:  # refuse a case variant before its URL (lower-cased) is touched
+        _refuse_case_variant(uow, code)
     migrate_store(settings.tenant_url(code), migrate.TENANT)
     with core_uow(settings) as uow:
         existing = uow.conn.execute(sa.select(tenant).where(tenant.c.tenant_code == code).with_for_update()).first()
+        if existing is None:
+            _refuse_case_variant(uow, code)
         now = uow.now()
         if existing is None:
             uow.conn.execute(tenant.insert().values(tenant_code=code, name=name or code, is_test_tenant=is_test,
@@ -93,6 +99,17 @@ def add_tenant(settings: Settings, code: str, name: str | None = None, is_test: 
             created = False
         uow.commit()
     return {**get_tenant(settings, code), "created": created}
+
+
+def _refuse_case_variant(uow: UnitOfWork, code: str) -> None:
+    """One tenant per code, case-insensitively: tenant URLs lower-case the code, so ``ACME`` and
+    ``acme`` would share one database (and one outbox). The unique index ``ux_tenant_code_ci``
+    is the backstop for two concurrent adds."""
+    other = uow.conn.execute(sa.select(tenant.c.tenant_code).where(
+        sa.func.lower(tenant.c.tenant_code) == code.lower(), tenant.c.tenant_code != code)).scalar()
+    if other is not None:
+        raise Conflict(f"tenant {other} is registered; {code} differs only in case",
+                       hint=f"tenant codes are unique regardless of case: use {other}, or another code")
 
 
 def _write_flag(uow: UnitOfWork, code: str, flag: str, enabled: bool, actor: str) -> bool | None:

@@ -338,6 +338,8 @@ tenant = sa.Table(
     sa.Column("is_test_tenant", sa.Boolean, nullable=False, server_default=sa.false()),
     created_column(), updated_column(),
 )
+# One tenant per code regardless of case: tenant URLs lower-case the code.
+sa.Index("ux_tenant_code_ci", sa.func.lower(tenant.c.tenant_code), unique=True)
 
 feature_flag = sa.Table(
     "feature_flag", core_metadata,

@@ -16,10 +16,10 @@ import time
 import traceback
 import uuid
 
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 
 from lifecycle import constraints
-from lifecycle.errors import HatthasilpaError, InternalError
+from lifecycle.errors import HatthasilpaError, InternalError, ValidationError
 
 from . import admin, demo, floor, incidents, monitor, repairs, serials
 from .base import Context, Parser
@@ -67,6 +67,10 @@ def run(argv: list[str] | None = None) -> tuple[int, dict | None, str | None]:
         err = exc
     except IntegrityError as exc:
         err = constraints.refusal(exc)
+    except DataError as exc:  # a value the database cannot hold: bad input that slipped past validation
+        log.error("database refused a value: %s", str(exc.orig).strip().splitlines()[0])
+        err = ValidationError(f"invalid value: {str(exc.orig).strip().splitlines()[0]}",
+                              hint="check the lengths and ranges of the arguments (docs/cli.md)")
     except DBAPIError as exc:
         log.error("database error: %s", exc)
         err = InternalError(f"database error: {str(exc.orig).strip().splitlines()[0]}",

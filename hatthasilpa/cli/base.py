@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import math
+import re
 from typing import Callable
 
 from lifecycle import registry
@@ -22,11 +24,32 @@ class Parser(argparse.ArgumentParser):
         raise ArgumentError(f"{self.prog}: {message}", hint=f"see `{self.prog} --help`")
 
 
+# ASCII digits only: int() would also take '1_000', ' 12 ' and other scripts' digits.
+_WHOLE = re.compile(r"-?[0-9]{1,19}")
+MAX_WHOLE = 2**63 - 1  # what a BIGINT column holds
+
+
 def whole_number(text: str) -> int:
+    if not _WHOLE.fullmatch(text) or abs(int(text)) > MAX_WHOLE:
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a whole number (ASCII digits, at most {MAX_WHOLE})")
+    return int(text)
+
+
+def port_number(text: str) -> int:
+    value = whole_number(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (1-65535)")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    """A finite number of seconds above zero (``nan``, ``inf``, 0 and negatives are refused)."""
     try:
-        value = int(text)
+        value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        value = math.nan
+    if not (math.isfinite(value) and value > 0) or not re.fullmatch(r"[0-9.eE+-]+", text):
+        raise argparse.ArgumentTypeError(f"{text[:40]!r} is not a positive number of seconds")
     return value
 
 

@@ -19,7 +19,7 @@ from lifecycle.errors import ValidationError
 from reconcile.metrics import SOURCES
 
 from .. import settings as app_settings
-from .base import Context, group, json_flag, whole_number
+from .base import Context, group, json_flag, port_number, positive_seconds, whole_number
 
 WIDTH = 100
 
@@ -133,7 +133,7 @@ def register(sub) -> None:
     p.add_argument("--fast", action="store_true", help="only the checks that touch live rows")
     p.add_argument("--gx", action="store_true", help="also run the Great Expectations suites")
     p.add_argument("--sample", type=whole_number, default=20, help="rows kept per check (default 20)")
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT_SECONDS,
+    p.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT_SECONDS,
                    help=f"seconds per check (default {DEFAULT_TIMEOUT_SECONDS:.0f}); a check past it is an error")
     p.add_argument("--fail-on", choices=[s.value for s in Severity],
                    help="exit 3 (CHECKS_FAILED) on a finding at or above this severity, or a check error")
@@ -142,7 +142,7 @@ def register(sub) -> None:
 
     metrics_group = group(sub, "metrics", "Prometheus metrics")
     p = metrics_group.add_parser("serve", help="serve /metrics from the monitor store until SIGTERM")
-    p.add_argument("--port", type=whole_number, default=9464)
+    p.add_argument("--port", type=port_number, default=9464)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 for every interface)")
     json_flag(p, "a line of text when stopped")
     p.set_defaults(handler=metrics_serve)

@@ -6,7 +6,7 @@ import sys
 
 from lifecycle import outbox
 
-from .base import Context, group, whole_number
+from .base import Context, group, positive_seconds, whole_number
 
 
 def _progress(line: str) -> None:
@@ -35,7 +35,7 @@ def register(sub) -> None:
     p.add_argument("--follow", action="store_true", help="keep relaying until SIGTERM or SIGINT, then report")
     p.add_argument("--batch-size", type=whole_number, default=500, help="rows claimed per batch (default 500)")
     p.add_argument("--max-attempts", type=whole_number, default=8, help="park a failing row after N attempts")
-    p.add_argument("--interval", type=float, default=2.0, help="with --follow: seconds to wait after an idle pass")
+    p.add_argument("--interval", type=positive_seconds, default=2.0, help="with --follow: seconds to wait after an idle pass")
     p.add_argument("--status", action="store_true", help="report pending, retrying and parked rows; relay nothing")
     p.add_argument("--retry-parked", action="store_true", help="put parked rows back in the queue, then relay")
     p.set_defaults(handler=relay)

@@ -12,6 +12,20 @@ Points (where each sits is documented at its call):
 - ``relay.mid_batch`` — part of a batch upserted in the open core transaction.
 - ``relay.after_core_upsert`` — core committed, the tenant rows not yet marked published.
 - ``relay.after_mark`` — the batch marked published and committed.
+- ``spawn.after_instance`` — a start has its (possibly new) active instance, no tokens yet.
+- ``spawn.mid_tokens`` — the token rows inserted, their ``spawned`` events not yet.
+- ``spawn.after_serials`` — tokens and their serials (with outbox rows) written, uncommitted.
+- ``cancel.after_scrap`` — a cancel's tokens scrapped and serials voided, instances not yet archived.
+- ``session_start.after_assignment`` — the operator's assignment written, the session not yet.
+- ``session_complete.after_routing`` — the session closed and the token routed, uncommitted.
+- ``repair.mid_batch`` — a repair row applied and audited in the batch's open transaction.
+- ``repair.after_tenant_commit`` — every batch committed in the tenant, the audit not yet copied
+  to the monitor store.
+
+Every point but ``relay.after_core_upsert``, ``relay.after_mark`` and
+``repair.after_tenant_commit`` sits inside one open transaction, so a kill there leaves
+nothing of the operation; those three sit between two commits, and the next run completes
+what the first one started (``tests/e2e/test_fault_points.py``, ``tests/e2e/test_outbox_crash.py``).
 """
 
 from __future__ import annotations
@@ -21,7 +35,10 @@ import signal
 from collections import Counter
 
 ENV = "HATTHASILPA_FAULT_POINT"
-POINTS = ("relay.after_claim", "relay.mid_batch", "relay.after_core_upsert", "relay.after_mark")
+POINTS = ("relay.after_claim", "relay.mid_batch", "relay.after_core_upsert", "relay.after_mark",
+          "spawn.after_instance", "spawn.mid_tokens", "spawn.after_serials", "cancel.after_scrap",
+          "session_start.after_assignment", "session_complete.after_routing",
+          "repair.mid_batch", "repair.after_tenant_commit")
 
 _hits: Counter = Counter()
 

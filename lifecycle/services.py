@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from . import assignments, graphs, idempotency, serials, tokens
 from .assignments import close_open_sessions, expire_active_assignments
 from .errors import Conflict, InvalidTransition, MixedTokenStates, ValidationError
+from .faults import fault_point
 from .lookup import active_instance, get_job
 from .schema import flow_token, hatthasilpa_job, job_graph_instance, routing_graph, token_spawn
 from .states import (JOB_TRANSITIONS, JobStatus, ProductionMode, TokenStatus, is_mixed, require_job_transition,
@@ -78,6 +79,7 @@ def _ensure_token_set(uow: UnitOfWork, job: sa.Row, idempotency_key: str | None,
     archived: list[int] = []
     instance = active_instance(uow, job.id)
     instance_id = instance.id if instance else tokens.create_instance(uow, job.id, job.graph_id, node_ids)
+    fault_point("spawn.after_instance")
     counts = tokens.count_by_status(uow, instance_id, current_cycles=True)
     live = sum(counts.get(s, 0) for s in tokens.LIVE)
     completed = counts.get(TokenStatus.COMPLETED.value, 0)
@@ -101,6 +103,7 @@ def _ensure_token_set(uow: UnitOfWork, job: sa.Row, idempotency_key: str | None,
                                  idempotency_key, actor, serial_codes)
     if serial_codes:
         serials.register(uow, job, mode, ids, serial_codes)
+    fault_point("spawn.after_serials")
     assignments.propagate(uow, job.id, ids)
     return _start_result(job, instance_id, True, spawn_id, ids, archived, serial_codes or [])
 
@@ -159,6 +162,7 @@ def hard_reset(uow: UnitOfWork, job: sa.Row, actor: str) -> dict:
     The job row must already be locked."""
     live = tokens.lock(uow, flow_token.c.job_id == job.id, flow_token.c.status.in_(tokens.LIVE))
     retired = retire_tokens(uow, live, actor, event="scrapped_by_cancel", close_reason="job_cancelled")
+    fault_point("cancel.after_scrap")
     return {**retired, "archived_instance_ids": tokens.archive_instances(uow, job.id)}
 
 

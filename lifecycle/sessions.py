@@ -23,6 +23,7 @@ from sqlalchemy.exc import IntegrityError
 
 from . import assignments, constraints, serials, tokens
 from .errors import InvalidTransition, OperatorBusy, TokenBusy, ValidationError
+from .faults import fault_point
 from .lookup import get_job_by_id, get_token
 from .schema import (
     flow_token,
@@ -136,6 +137,7 @@ def start(uow: UnitOfWork, token_id: object, operator_id: str) -> dict:
     with _decided_by_indexes(uow):
         assignment_id = assignment.id if assignment else assignments.create_assignment(
             uow, token.id, operator_id, AssignmentSource.SELF)
+        fault_point("session_start.after_assignment")
         session_id = uow.conn.execute(token_work_session.insert().values(
             token_id=token.id, assignment_id=assignment_id, operator_id=operator_id,
             status=SessionStatus.ACTIVE.value, started_at=now, work_seconds=0, created_at=now, updated_at=now,
@@ -229,6 +231,7 @@ def complete(uow: UnitOfWork, token_id: object, operator_id: str, next_node: str
     else:
         tokens.move(uow, [token], TokenStatus.READY, "routed", operator_id, node_id=target_id)
         assignments.propagate(uow, job.id, [token.id])
+    fault_point("session_complete.after_routing")
     return _session_result(uow, session.id, job_completed=job_completed)
 
 

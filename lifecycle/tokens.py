@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from .schema import flow_token, job_graph_instance, node_instance, token_event, token_spawn
 from .errors import TokenBusy
+from .faults import fault_point
 from .states import LIVE_TOKEN_STATUSES, InstanceStatus, TokenStatus, require_token_transition
 from .uow import UnitOfWork
 
@@ -94,6 +95,7 @@ def spawn(uow: UnitOfWork, job: sa.Row, instance_id: int, start_node_id: int,
              "created_at": now, "updated_at": now} for i in range(1, job.quantity + 1)]
     ids = list(uow.conn.execute(flow_token.insert().returning(flow_token.c.id, sort_by_parameter_order=True),
                                 rows).scalars())
+    fault_point("spawn.mid_tokens")
     record_events(uow, [{"token_id": t, "event_type": "spawned", "from_status": None,
                          "to_status": TokenStatus.READY.value, "node_id": start_node_id, "actor": actor}
                         for t in ids])

@@ -30,6 +30,7 @@ from checks import Target, catalogue, row_predicate, run_checks, tenant_params
 from lifecycle import outbox, registry
 from lifecycle.db import Settings, get_engine
 from lifecycle.errors import ValidationError
+from lifecycle.faults import fault_point
 from lifecycle.uow import TenantInfo, UnitOfWork, utcnow
 
 from . import audit, plans
@@ -81,6 +82,7 @@ def apply(settings: Settings, plan_id: str, *, execute: bool = False, max_rows: 
         report.update(would_apply=sum(1 for r in results if r["outcome"] == "would_apply"),
                       would_skip=sum(1 for r in results if r["outcome"] == "would_skip"))
         return report
+    fault_point("repair.after_tenant_commit")
     audit.sync(settings, code, plan_id)
     if report["applied"]:
         report["relay"] = _relay(settings, code)
@@ -141,6 +143,7 @@ def _one_row(ctx: RowContext, target: Target, plan_id: str, row: dict, execute: 
     changed = repair.act(ctx, key, finding)
     after = {"row": repair.target(conn, key, False), "changed": changed}
     audit.record(conn, plan_id, row, audit.APPLIED, before, after, finding.get("reason"), ctx.actor, ctx.uow.now())
+    fault_point("repair.mid_batch")
     return {**result, "outcome": audit.APPLIED, "reason": finding.get("reason"), "changed": changed}
 
 

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 
 from checks import audit_log
 from checks.schema import MONITOR
-from lifecycle import migrate
+from lifecycle import migrate, registry
 from lifecycle.db import get_engine
 
 
@@ -40,3 +40,11 @@ def audit_chain_intact_afterwards(request):
     for stores in used:
         if migrate.is_current(stores.settings.monitor_url, MONITOR):
             audit_log.verify(stores.settings.monitor_url, record=False)
+
+
+def dump_all(stores) -> dict:
+    """Every store of a test — core, the monitor store and each registered tenant's DB — in full."""
+    out = {"core": dump(get_engine(stores.settings.core_url)), "monitor": dump(get_engine(stores.settings.monitor_url))}
+    for row in registry.list_tenants(stores.settings):
+        out[f"tenant:{row['tenant_code']}"] = dump(stores.tenant_engine(row["tenant_code"]))
+    return out

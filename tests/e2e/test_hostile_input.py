@@ -20,22 +20,14 @@ from sqlalchemy.exc import IntegrityError
 
 from checks import metrics
 from hatthasilpa import cli, demo
-from lifecycle import constraints, graphs, registry
+from lifecycle import constraints, graphs
 from lifecycle.db import Settings, display_url, get_engine
 from tests.conftest import LINEAR_GRAPH
-from tests.repair_support import dump
-
-
-def all_stores(stores) -> dict:
-    engines = {"core": stores.settings.core_url, "monitor": stores.settings.monitor_url}
-    out = {name: dump(get_engine(url)) for name, url in engines.items()}
-    for code in [t["tenant_code"] for t in registry.list_tenants(stores.settings)]:
-        out[f"tenant:{code}"] = dump(stores.tenant_engine(code))
-    return out
+from tests.repair_support import dump_all
 
 
 def refused(stores, *args, code="VALIDATION_ERROR", exit_code=2) -> dict:
-    before = all_stores(stores)
+    before = dump_all(stores)
     out, err = io.StringIO(), io.StringIO()
     with redirect_stdout(out), redirect_stderr(err):
         status = cli.main([str(a) for a in args])
@@ -44,7 +36,7 @@ def refused(stores, *args, code="VALIDATION_ERROR", exit_code=2) -> dict:
     body = json.loads(lines[0])
     assert (status, body["error"]["code"]) == (exit_code, code), body
     assert "Traceback" not in out.getvalue() + err.getvalue()
-    assert all_stores(stores) == before, "a refused command wrote to a store"
+    assert dump_all(stores) == before, "a refused command wrote to a store"
     return body["error"]
 
 

@@ -9,6 +9,9 @@ adds the repair counters (``reconcile.metrics.SOURCES`` is the whole monitor). O
 tenant, check, severity and action become labels — never operators, serials or other
 per-row values. A (tenant, check) pair that ran exports its count, zero included, so a
 missing series means "not run".
+
+Invariant: /metrics answers while a store is down, and no per-row value becomes a label.
+Guarded by tests/integration/test_metrics.py, tests/e2e/test_hostile_input.py.
 """
 
 from __future__ import annotations

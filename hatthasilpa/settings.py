@@ -48,7 +48,7 @@ MAX_ACTOR_LENGTH = 64  # the actor columns of token events, flag and repair audi
 
 def actor(explicit: str | None = None, environ: Mapping[str, str] | None = None) -> str:
     """Who acts: ``--actor``, else ``$HATTHASILPA_ACTOR``, else ``cli`` — at most 64 printable characters."""
-    name = explicit or _env(environ).get(ACTOR) or DEFAULT_ACTOR
+    name = explicit if explicit is not None else _env(environ).get(ACTOR) or DEFAULT_ACTOR
     if len(name) > MAX_ACTOR_LENGTH or not name.isprintable() or not name.strip():
         raise ValidationError(f"invalid actor {name[:40]!r}",
                               hint=f"--actor or ${ACTOR} is 1-{MAX_ACTOR_LENGTH} printable characters")

@@ -5,6 +5,9 @@ A manager plans who works a node of a job (``manager_assignment``). The plan bec
 the plan is made, when tokens are spawned onto the node, and when a token is routed
 onto it. The database allows one active assignment per token; every writer here runs
 under the job's row lock, so two managers planning at once serialize.
+
+Invariant: one active assignment per token. Guarded by
+tests/integration/test_session_races.py, tests/integration/test_sessions.py.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ end, and edges only between known nodes. Creating a graph whose code exists adds
 new version and retires the previous one; jobs keep the version they were made on.
 A graph has at most ``MAX_NODES`` nodes and ``MAX_EDGES`` edges (read from a UTF-8 file of
 at most ``MAX_FILE_BYTES``); its nodes and edges are inserted in bulk.
+
+Invariant: only DAGs with one start and an end, within the size limit, are stored. Guarded
+by tests/unit/test_graphs.py, tests/e2e/test_hostile_input.py.
 """
 
 from __future__ import annotations

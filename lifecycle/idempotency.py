@@ -5,6 +5,10 @@ and its parameters, and the result, in the command's own transaction. A retry wi
 the same key and the same parameters returns that first result; the same key with
 other parameters is a VALIDATION_ERROR. The caller takes its row locks before
 looking the key up, so concurrent retries serialize on those locks.
+
+Invariant: a retried command with its key returns the first result. Guarded by
+tests/integration/test_lifecycle.py, tests/integration/test_races.py,
+tests/e2e/test_fault_points.py.
 """
 
 from __future__ import annotations

@@ -33,6 +33,9 @@ retrying and parked rows per tenant; ``retry_parked`` puts parked rows back.
 
 A pass over a tenant takes the rows that existed when it began, each at most once;
 ``follow`` repeats passes until stopped.
+
+Invariant: a relay crash loses nothing and duplicates nothing. Guarded by
+tests/integration/test_outbox.py, tests/e2e/test_outbox_crash.py.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Reads only the ``work_queue`` view, which already admits nothing but ready tokens on
 an active instance of an in-progress job. Filtering by operator shows that operator's
 assigned tokens first, then unassigned ones, and never a token assigned to someone else.
+
+Invariant: the work queue holds only ready tokens of active instances of jobs in progress.
+Guarded by tests/integration/test_lifecycle.py, tests/integration/test_sessions.py.
 """
 
 from __future__ import annotations

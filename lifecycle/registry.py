@@ -4,6 +4,9 @@
 core, so a tenant whose database cannot be reached is never half-registered.
 New tenants get ``FF_SERIAL_STD_HAT`` on (docs/risks.md §3.3: on by default for every
 Hatthasilpa tenant); every flag change is written to ``feature_flag_audit``.
+
+Invariant: one tenant per code whatever its case; a tenant is never half-registered. Guarded
+by tests/e2e/test_hostile_input.py, tests/integration/test_serials.py.
 """
 
 from __future__ import annotations

@@ -24,6 +24,9 @@ a cancel scraps its token (:func:`void_for_tokens`). Every write to the tenant
 ``serial_registry`` bumps the serial's ``version`` and adds a ``serial_outbox`` row
 (a fresh event id and the serial's full new state) in the same transaction;
 ``lifecycle.outbox`` relays those rows to the core registry.
+
+Invariant: one deterministic serial per piece token, never reused, every write with its
+outbox row. Guarded by tests/integration/test_serials.py.
 """
 
 from __future__ import annotations

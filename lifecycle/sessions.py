@@ -11,7 +11,8 @@ The database backs every rule: one open session per token, one running session p
 operator, one active assignment per token (partial unique indexes). A unique-index
 violation from a race the locks did not cover becomes, by the index's name
 (``lifecycle.constraints``), the same refusal the checks give. Guarded by
-``tests/integration/test_sessions.py`` and ``tests/integration/test_session_races.py``.
+``tests/integration/test_sessions.py``, ``tests/integration/test_session_races.py`` and, for
+assignment and session written together, ``tests/e2e/test_fault_points.py``.
 """
 
 from __future__ import annotations

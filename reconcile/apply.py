@@ -17,6 +17,10 @@ A dry run (the default) does steps 1–3 in a transaction that is rolled back an
 writes nothing anywhere. After an executed run the audit is copied to the monitor
 store, the outbox relay delivers any serial changes to core, and the plan's checks
 are re-run and recorded.
+
+Invariant: a repair applies only approved rows that still qualify, each audited in its own
+transaction. Guarded by tests/integration/test_repairs.py, tests/e2e/test_repair_cli.py,
+tests/e2e/test_fault_points.py.
 """
 
 from __future__ import annotations

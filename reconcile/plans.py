@@ -152,8 +152,8 @@ def check_tenant(stored: dict, tenant_code: str | None) -> None:
 def approve(settings: Settings, plan_id: str, by: str, plan_hash_seen: str | None = None,
             now: dt.datetime | None = None, tenant_code: str | None = None) -> dict:
     """Record who approved the plan's current hash (and refuse a hash the approver did not see)."""
-    if not isinstance(by, str) or not by.strip() or len(by) > 64:
-        raise ValidationError("an approver name (1-64 characters) is required", hint="pass --by NAME")
+    if not isinstance(by, str) or not by.strip() or len(by) > 64 or not by.isprintable():
+        raise ValidationError("an approver name (1-64 printable characters) is required", hint="pass --by NAME")
     stored = load(settings, plan_id)
     check_tenant(stored, tenant_code)
     if plan_hash_seen is not None and plan_hash_seen != stored["hash"]:

@@ -5,6 +5,9 @@ stderr; exit codes are 0 (success), 2 (bad input), 3 (refused transition or conf
 and 1 (internal error) — ``docs/cli.md``. This is the only place where errors become
 envelopes and exit codes: by their base class (``lifecycle.errors``), a violated
 database constraint by its name (``lifecycle.constraints``).
+
+Invariant: exactly one envelope on stdout and no traceback, whatever the input. Guarded by
+tests/e2e/test_cli.py, tests/e2e/test_fuzz_cli.py, tests/e2e/test_hostile_input.py.
 """
 
 from __future__ import annotations

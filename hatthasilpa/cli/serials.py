@@ -15,7 +15,7 @@ def _progress(line: str) -> None:
 
 def relay(ctx: Context) -> dict:
     a = ctx.args
-    tenants = [a.tenant] if a.tenant else None
+    tenants = None if a.tenant is None else [a.tenant]  # an empty --tenant is a bad code, not 'every tenant'
     if a.status:
         return outbox.status(ctx.settings, tenants)
     options = outbox.RelayOptions(batch_size=a.batch_size, max_attempts=a.max_attempts)

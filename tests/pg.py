@@ -55,8 +55,7 @@ class ThrowawayCluster:
         if self.as_postgres:
             shutil.chown(self.root, "postgres")
         self._run([os.path.join(self.bindir, "initdb"), "-D", self.data, "-U", "postgres", "--auth=trust", "-E", "UTF8"])
-        self._run([os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-w", "-l", os.path.join(self.root, "log"),
-                   "-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"])
+        self._start()
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
 
     def _run(self, cmd: list[str]) -> None:
@@ -64,11 +63,23 @@ class ThrowawayCluster:
             cmd = ["runuser", "-u", "postgres", "--"] + cmd
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
+    def _start(self) -> None:
+        self._run([os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-w", "-l", os.path.join(self.root, "log"),
+                   "-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off", "start"])
+
     def stop(self) -> None:
         try:
             self._run([os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-m", "immediate", "stop"])
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
+
+    def go_down(self) -> None:
+        """Stop the server (``-m fast``: every connection is cut), keeping its data."""
+        self._run([os.path.join(self.bindir, "pg_ctl"), "-D", self.data, "-w", "-m", "fast", "stop"])
+
+    def come_back(self) -> None:
+        """Start the server again on the same port; returns once it accepts connections."""
+        self._start()
 
 
 def find_server() -> tuple[str | None, ThrowawayCluster | None, str]:

@@ -25,6 +25,7 @@ import json
 import sqlalchemy as sa
 
 from lifecycle.db import dialect_insert, is_postgres
+from lifecycle.faults import fault_point
 from lifecycle.schema import Timestamp
 from lifecycle.states import require_transition, transition_table
 from lifecycle.uow import as_utc, iso
@@ -150,6 +151,7 @@ def record(conn: sa.Connection, run_id: int, results, now: dt.datetime, plan_id:
                    count=0, resolved_at=now, resolved_run_id=run_id, resolved_by_plan=plan_id,
                    resolve_seconds=(now - opened).total_seconds(), muted_until=None, muted_count=None)
             result.incident = {"id": row.id, "state": IncidentState.RESOLVED.value}
+            fault_point("incident.after_update")
             continue
         if row.state == IncidentState.MUTED.value and result.count > (row.muted_count or 0):
             change(conn, row, after_mute(row), "mute_broken", MONITOR_ACTOR, now, run_id=run_id,

@@ -19,6 +19,8 @@ Points (where each sits is documented at its call):
 - ``session_start.after_assignment`` — the operator's assignment written, the session not yet.
 - ``session_complete.after_routing`` — the session closed and the token routed, uncommitted.
 - ``repair.mid_batch`` — a repair row applied and audited in the batch's open transaction.
+- ``incident.after_update`` — a run resolved an incident, its findings not yet written (the
+  monitor store's one transaction of ``check run``).
 - ``repair.after_tenant_commit`` — every batch committed in the tenant, the audit not yet copied
   to the monitor store.
 
@@ -38,7 +40,7 @@ ENV = "HATTHASILPA_FAULT_POINT"
 POINTS = ("relay.after_claim", "relay.mid_batch", "relay.after_core_upsert", "relay.after_mark",
           "spawn.after_instance", "spawn.mid_tokens", "spawn.after_serials", "cancel.after_scrap",
           "session_start.after_assignment", "session_complete.after_routing",
-          "repair.mid_batch", "repair.after_tenant_commit")
+          "repair.mid_batch", "repair.after_tenant_commit", "incident.after_update")
 
 _hits: Counter = Counter()
 

@@ -89,6 +89,17 @@ def _repair(stores):
     return ["repair", "apply", unclean_cancels(stores), "--execute", "--json"]
 
 
+def _incident_resolved(stores):
+    """An incident opened by a run, then the floor put right: the next run resolves it."""
+    job(stores)
+    with stores.tenant_engine().begin() as conn:
+        conn.execute(sa.text("UPDATE hatthasilpa_job SET status = 'cancelled' WHERE job_code = 'J-1'"))
+    assert stores.cli("check", "run", "--json")[1]["data"]["violations"] > 0  # incidents open
+    with stores.tenant_engine().begin() as conn:
+        conn.execute(sa.text("UPDATE hatthasilpa_job SET status = 'in_progress' WHERE job_code = 'J-1'"))
+    return ["check", "run", "--json"]
+
+
 CASES = {
     "spawn.after_instance": Case(_start, keyed=True),
     "spawn.mid_tokens": Case(_start, keyed=True),
@@ -98,6 +109,7 @@ CASES = {
     "session_complete.after_routing": Case(_session_complete),
     "repair.mid_batch@2": Case(_repair),
     "repair.after_tenant_commit": Case(_repair, between_commits=True),
+    "incident.after_update": Case(_incident_resolved),
 }
 
 

@@ -167,7 +167,7 @@ def approve(settings: Settings, plan_id: str, by: str, plan_hash_seen: str | Non
             now: dt.datetime | None = None, tenant_code: str | None = None) -> dict:
     """Record who approved the plan's current hash (and refuse a hash the approver did not see, or an
     approval by the plan's own planner)."""
-    by = _name(by, "an approver name (1-64 characters) is required", "pass --by NAME")
+    by = _name(by, "an approver name (1-64 printable characters) is required", "pass --by NAME")
     stored = load(settings, plan_id)
     check_tenant(stored, tenant_code)
     if same_person(by, stored["created_by"]):

@@ -1,4 +1,4 @@
-"""Resources: the three stores and the optional Pushgateway.
+"""Resources: the three stores, the optional Pushgateway and the volume baselines' settings.
 
 Each URL field may be set in run config (the Launchpad) or left out; left out, it is
 read from its setting (``docs/configuration.md``) through ``EnvVar`` when a run starts —
@@ -15,6 +15,7 @@ from typing import Optional
 
 from dagster import ConfigurableResource, EnvVar
 
+from checks import baselines
 from checks.metrics import PUSHGATEWAY_URL
 from checks.runner import READ_ONLY_CORE_URL, READ_ONLY_TENANT_URL_TEMPLATE
 from lifecycle.db import CORE_URL, MONITOR_URL, TENANT_URL_TEMPLATE, VAR_DIR, Settings
@@ -69,6 +70,20 @@ class Pushgateway(ConfigurableResource):
         return _setting(self.url, PUSHGATEWAY_URL)
 
 
+class VolumeBaselineSettings(ConfigurableResource):
+    """Weeks of history per baseline and the anomaly thresholds; unset fields are read from
+    HATTHASILPA_VOLUME_WEEKS, HATTHASILPA_VOLUME_THRESHOLD and HATTHASILPA_VOLUME_THRESHOLDS."""
+
+    weeks: Optional[int] = None
+    threshold: Optional[float] = None
+    thresholds: Optional[str] = None  # "kind=number,…"
+
+    def options(self) -> baselines.Options:
+        environ = {name: EnvVar(name).get_value(None) for name in baselines.SETTINGS}
+        return baselines.options_from(environ, weeks=self.weeks, threshold=self.threshold,
+                                      thresholds=self.thresholds)
+
+
 def store_settings(core: CoreDatabase, tenants: TenantDatabases, monitor: MonitorStore,
                    read_only: bool = False) -> Settings:
     """The three URLs, each from its resource, its setting, or the SQLite default; ``read_only``
@@ -86,7 +101,7 @@ def resources_for(settings: Settings, checks: Settings | None = None) -> dict:
             "tenant_dbs": TenantDatabases(url_template=settings.tenant_url_template,
                                           read_only_url_template=checks.tenant_url_template if checks else None),
             "monitor_store": MonitorStore(url=settings.monitor_url),
-            "pushgateway": Pushgateway()}
+            "pushgateway": Pushgateway(), "volume_settings": VolumeBaselineSettings()}
 
 
 RESOURCES = {
@@ -94,4 +109,5 @@ RESOURCES = {
     "tenant_dbs": TenantDatabases(),
     "monitor_store": MonitorStore(),
     "pushgateway": Pushgateway(),
+    "volume_settings": VolumeBaselineSettings(),
 }

@@ -1,12 +1,12 @@
 """Schedules: one run per tenant at each check's cadence — live checks every 15 minutes, the history
-checks and the reconciliation hourly, GX nightly — the outbox relay every minute and the audit-log
-verification nightly."""
+checks, the reconciliation and the lifecycle volumes hourly, GX nightly — the outbox relay every minute
+and the audit-log verification nightly."""
 
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
 
 from checks.model import Cadence
 
-from .jobs import audit_verify_job, gx_job, integrity_job, outbox_relay_job, reconciliation_job
+from .jobs import audit_verify_job, gx_job, integrity_job, outbox_relay_job, reconciliation_job, volume_job
 from .partitions import TENANT_PARTITIONS_NAME, TENANT_TAG
 
 # The cron of each cadence; ``Cadence`` holds the interval in seconds the metrics and alerts use.
@@ -32,6 +32,7 @@ def per_tenant(name: str, job, cadence: Cadence):
 integrity_schedule = per_tenant("integrity_schedule", integrity_job, Cadence.LIVE)
 reconciliation_schedule = per_tenant("reconciliation_schedule", reconciliation_job, Cadence.HOURLY)
 gx_schedule = per_tenant("gx_schedule", gx_job, Cadence.NIGHTLY)
+volume_schedule = per_tenant("volume_schedule", volume_job, Cadence.HOURLY)
 
 
 @schedule(job=outbox_relay_job, cron_schedule="* * * * *", execution_timezone="UTC",
@@ -46,4 +47,5 @@ def audit_verify_schedule(context: ScheduleEvaluationContext):
     return RunRequest()
 
 
-SCHEDULES = [integrity_schedule, reconciliation_schedule, gx_schedule, outbox_relay_schedule, audit_verify_schedule]
+SCHEDULES = [integrity_schedule, reconciliation_schedule, gx_schedule, volume_schedule, outbox_relay_schedule,
+             audit_verify_schedule]

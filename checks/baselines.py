@@ -14,7 +14,11 @@ are robust: a past spike or outage in the history barely moves them.
   the month-end factor that scales the expectation of month-end hours. Where the data
   shows no such effect the factor is 1.
 - **Score** — the robust z-score ``(value − expected) / scale`` where ``scale`` is the
-  robust σ (1.4826 × MAD), never below √expected (the noise of counting) nor 1. An hour
+  slot's robust σ (1.4826 × MAD), never below the kind's counting noise (dispersion ×
+  √expected) nor 1. The dispersion is fit over every busy hour of the window — the median
+  of 1.4826 × |value − slot median| / √(slot median), at least 1 — so a slot seen only a
+  few weeks borrows the noise level of the whole week instead of trusting three points;
+  tokens arrive in jobs of several, so their dispersion is above 1. An hour
   whose score's magnitude reaches the threshold (default 5, per-kind overrides) is an
   anomaly; its expected range is ``expected ± threshold × scale``.
 
@@ -123,37 +127,53 @@ def to_series(points: Iterable[tuple[dt.datetime, float]]) -> pd.Series:
 
 @dataclass(frozen=True)
 class Baseline:
-    """Median, MAD and weeks seen per slot (a frame indexed by slot), and the month-end factor."""
+    """Median, MAD and weeks seen per slot (a frame indexed by slot), the month-end factor, and the
+    kind's dispersion: how much wider than counting noise (√expected) its hours spread."""
 
     slots: pd.DataFrame
     month_end_factor: float = 1.0
+    dispersion: float = 1.0
 
-    def slot(self, slot: int) -> tuple[float, float, int]:
-        if slot not in self.slots.index:
-            return math.nan, math.nan, 0
-        row = self.slots.loc[slot]
-        return float(row["median"]), float(row["mad"]), int(row["weeks"])
+    def arrays(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        table = self.slots.reindex(slots)
+        return (table["median"].to_numpy(dtype=float), table["mad"].to_numpy(dtype=float),
+                table["weeks"].fillna(0).to_numpy(dtype=int), table["mean"].to_numpy(dtype=float))
 
 
-def _mad(values: pd.Series) -> float:
-    return float((values - values.median()).abs().median())
+EMPTY = pd.DataFrame({"median": pd.Series(dtype=float), "mad": pd.Series(dtype=float),
+                      "weeks": pd.Series(dtype=int), "mean": pd.Series(dtype=float)})
 
 
 def fit(history: pd.Series) -> Baseline:
     """The baseline of a history (already cut to its window)."""
+    history = history.dropna()
     if history.empty:
-        return Baseline(pd.DataFrame(columns=["median", "mad", "weeks"], dtype=float))
+        return Baseline(EMPTY)
     month_end = is_month_end(history.index)
     normal = history[~month_end]
-    groups = normal.groupby(slot_of(normal.index))
-    slots = pd.DataFrame({"median": groups.median(), "mad": groups.agg(_mad), "weeks": groups.size()})
-    return Baseline(slots, _month_end_factor(history[month_end], slots))
+    slots = slot_of(normal.index)
+    table = normal.groupby(slots).agg(["median", "mean", "size"]).rename(columns={"size": "weeks"})
+    deviation = np.abs(normal.to_numpy() - table["median"].reindex(slots).to_numpy())
+    table["mad"] = pd.Series(deviation).groupby(slots).median().to_numpy()
+    return Baseline(table, _month_end_factor(history[month_end], table), _dispersion(normal))
+
+
+def _dispersion(normal: pd.Series) -> float:
+    """How much wider than √level a kind's hours spread: from the changes of each slot week over week
+    (σ of a difference is √2 σ), robustly, over the slots that are busy in both weeks."""
+    previous = normal.shift(freq=pd.Timedelta(weeks=1)).reindex(normal.index)
+    level = (normal + previous) / 2
+    busy = (level >= 1) & previous.notna()
+    if busy.sum() < MONTH_END_MIN_HOURS:
+        return 1.0
+    ratios = (normal[busy] - previous[busy]).abs() / np.sqrt(level[busy])
+    return max(float(MAD_TO_SIGMA * np.median(ratios) / math.sqrt(2)), 1.0)
 
 
 def _month_end_factor(month_end_hours: pd.Series, slots: pd.DataFrame) -> float:
     if len(month_end_hours) < MONTH_END_MIN_HOURS or slots.empty:
         return 1.0
-    medians = slots["median"].reindex(slot_of(month_end_hours.index)).to_numpy()
+    medians = slots["median"].reindex(slot_of(month_end_hours.index)).to_numpy(dtype=float)
     usable = np.isfinite(medians) & (medians > 0)
     if usable.sum() < MONTH_END_MIN_HOURS:
         return 1.0
@@ -189,23 +209,45 @@ class Verdict:
                 "status": self.status}
 
 
+def scores(values: pd.Series, baseline: Baseline, options: Options, kind: str = "") -> pd.DataFrame:
+    """Expected value, scale, score and weeks of history of every hour of ``values``, vectorized;
+    ``score`` is NaN where the slot has too little history."""
+    index = pd.DatetimeIndex(values.index)
+    slots, month_end = slot_of(index), is_month_end(index)
+    median, mad, weeks, mean = baseline.arrays(slots)
+    factor = np.where(month_end, baseline.month_end_factor, 1.0)
+    expected = median * factor
+    level = np.fmax(np.abs(expected), np.abs(mean) * factor)  # the mean too: a sparse slot's median is often 0
+    with np.errstate(invalid="ignore"):
+        scale = np.fmax(np.fmax(MAD_TO_SIGMA * mad * factor, baseline.dispersion * np.sqrt(level)), 1.0)
+    score = (values.to_numpy(dtype=float) - expected) / scale
+    ready = weeks >= options.min_weeks
+    return pd.DataFrame({"slot": slots, "month_end": month_end, "value": values.to_numpy(dtype=float),
+                         "expected": np.where(ready, expected, np.nan), "scale": np.where(ready, scale, np.nan),
+                         "score": np.where(ready, score, np.nan), "weeks": weeks}, index=index)
+
+
+def judge_many(values: pd.Series, baseline: Baseline, options: Options, kind: str = "") -> list[Verdict]:
+    """The verdicts on the hours of ``values`` (indexed by hour) against one baseline."""
+    threshold = options.threshold_for(kind)
+    verdicts = []
+    for hour, r in scores(values, baseline, options, kind).iterrows():
+        common = dict(hour=hour.to_pydatetime(), slot=int(r["slot"]), value=float(r["value"]), weeks=int(r["weeks"]),
+                      month_end=bool(r["month_end"]), threshold=threshold)
+        if math.isnan(r["score"]):
+            verdicts.append(Verdict(expected=None, scale=None, score=None, low=None, high=None, status=INSUFFICIENT,
+                                    **common))
+            continue
+        e, s, z = float(r["expected"]), float(r["scale"]), float(r["score"])
+        verdicts.append(Verdict(expected=e, scale=s, score=z, low=max(e - threshold * s, 0.0), high=e + threshold * s,
+                                status=ANOMALY if abs(z) >= threshold else OK, **common))
+    return verdicts
+
+
 def judge(value: float, hour: pd.Timestamp, baseline: Baseline, options: Options, kind: str = "") -> Verdict:
     """The verdict on one hour's value against its slot in ``baseline``."""
-    hour = pd.Timestamp(hour)
-    slot = int(hour.day_of_week * 24 + hour.hour)
-    month_end = bool(is_month_end(pd.DatetimeIndex([hour]))[0])
-    threshold = options.threshold_for(kind)
-    median, mad, weeks = baseline.slot(slot)
-    if weeks < options.min_weeks:
-        return Verdict(hour.to_pydatetime(), slot, float(value), None, None, None, None, None, weeks, month_end,
-                       threshold, INSUFFICIENT)
-    factor = baseline.month_end_factor if month_end else 1.0
-    expected = median * factor
-    scale = max(MAD_TO_SIGMA * mad * factor, math.sqrt(abs(expected)), 1.0)
-    score = (float(value) - expected) / scale
-    return Verdict(hour.to_pydatetime(), slot, float(value), expected, scale, score,
-                   max(expected - threshold * scale, 0.0), expected + threshold * scale, weeks, month_end,
-                   threshold, ANOMALY if abs(score) >= threshold else OK)
+    return judge_many(pd.Series([float(value)], index=pd.DatetimeIndex([pd.Timestamp(hour)])), baseline,
+                      options, kind)[0]
 
 
 def judge_hour(series: pd.Series, hour: pd.Timestamp, options: Options, kind: str = "") -> Verdict:
@@ -214,21 +256,29 @@ def judge_hour(series: pd.Series, hour: pd.Timestamp, options: Options, kind: st
     return judge(float(series.loc[hour]), hour, fit(window(series, hour, options.weeks)), options, kind)
 
 
+def score_series(series: pd.Series, options: Options, kind: str = "",
+                 since: pd.Timestamp | None = None) -> pd.DataFrame:
+    """``scores`` of every hour of ``series`` from ``since`` on, one baseline fit per day."""
+    scored = series if since is None else series[series.index >= pd.Timestamp(since)]
+    frames = [scores(values, fit(window(series, day, options.weeks)), options, kind)
+              for day, values in scored.groupby(scored.index.normalize())]
+    return pd.concat(frames) if frames else scores(scored, fit(scored.iloc[:0]), options, kind)
+
+
 def judge_series(series: pd.Series, options: Options, kind: str = "",
                  since: pd.Timestamp | None = None) -> list[Verdict]:
     """The verdict on every hour of ``series`` from ``since`` on, one baseline fit per day."""
+    scored = series if since is None else series[series.index >= pd.Timestamp(since)]
     verdicts: list[Verdict] = []
-    hours = series.index if since is None else series.index[series.index >= pd.Timestamp(since)]
-    for day, day_hours in pd.Series(hours, index=hours).groupby(hours.normalize()):
-        baseline = fit(window(series, day, options.weeks))
-        verdicts += [judge(float(series.loc[h]), h, baseline, options, kind) for h in day_hours.index]
+    for day, values in scored.groupby(scored.index.normalize()):
+        verdicts += judge_many(values, fit(window(series, day, options.weeks)), options, kind)
     return verdicts
 
 
-def baseline_rows(series: pd.Series, asof: pd.Timestamp, options: Options) -> tuple[list[dict], float]:
+def baseline_rows(series: pd.Series, asof: pd.Timestamp, options: Options) -> tuple[list[dict], Baseline]:
     """Every slot's baseline as rows (``slot``, ``median``, ``mad``, ``weeks``) for the day of ``asof``,
-    and the month-end factor."""
+    and the baseline itself (month-end factor, dispersion)."""
     baseline = fit(window(series, pd.Timestamp(asof), options.weeks))
     rows = [{"slot": int(slot), "median": float(r["median"]), "mad": float(r["mad"]), "weeks": int(r["weeks"])}
             for slot, r in baseline.slots.iterrows()]
-    return rows, baseline.month_end_factor
+    return rows, baseline

@@ -241,11 +241,13 @@ def refresh_baselines(settings: Settings, tenant: str, asof: dt.datetime, option
         monitor.execute(volume_baseline.delete().where(volume_baseline.c.tenant_code == tenant,
                                                        volume_baseline.c.kind.in_(list(kinds))))
         for kind, values in frames.items():
-            rows, factor = baselines.baseline_rows(values, pd_hour(asof), options)
+            rows, baseline = baselines.baseline_rows(values, pd_hour(asof), options)
+            factor = baseline.month_end_factor
             if rows:
                 monitor.execute(volume_baseline.insert(), [
                     {"tenant_code": tenant, "kind": kind, **r, "month_end_factor": factor, "computed_at": now}
                     for r in rows])
             ready = sum(1 for r in rows if r["weeks"] >= options.min_weeks)
-            summary[kind] = {"slots": len(rows), "slots_ready": ready, "month_end_factor": factor}
+            summary[kind] = {"slots": len(rows), "slots_ready": ready, "month_end_factor": factor,
+                             "dispersion": baseline.dispersion}
     return summary

@@ -5,7 +5,8 @@ what it owns and yields metric families. This module's sources are the check res
 (one ``check_latest`` row per (tenant, check), kept on write, so a scrape costs the same
 whatever the length of the history) and the serial outbox backlog of
 each tenant DB (``lifecycle.outbox.backlog``, through a partial index), the incidents and
-the audit chain's last verification (``checks.incident_metrics``); ``reconcile``
+the audit chain's last verification (``checks.incident_metrics``), and the lifecycle volumes
+of the last complete hour with their anomaly scores; ``reconcile``
 adds the repair counters (``reconcile.metrics.SOURCES`` is the whole monitor). Only
 tenant, check, severity and action become labels — never operators, serials or other
 per-row values. A (tenant, check) pair that ran exports its count, zero included, so a
@@ -34,9 +35,10 @@ from lifecycle import registry as tenants
 from lifecycle.db import Settings, get_engine
 from lifecycle.uow import as_utc, utcnow
 
+from . import volumes
 from .catalogue import cadence_of
 from .incident_metrics import audit_families, incident_families
-from .schema import check_latest
+from .schema import check_latest, lifecycle_volume
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,41 @@ def outbox_families(settings: Settings, conn: sa.Connection, tenant: str | None)
     return pending, parked, oldest
 
 
-SOURCES: tuple[Source, ...] = (check_families, outbox_families, incident_families, audit_families)
+def volume_families(settings: Settings, conn: sa.Connection, tenant: str | None) -> Iterable[Metric]:
+    """Each tenant's lifecycle volumes of the last complete hour, with their expectation and score.
+
+    Reads the rows of the last two hours only (``ix_lifecycle_volume_hour``), so a scrape costs
+    the same whatever the length of the series; a kind whose last hour is not scored yet (too
+    little history) exports its volume only."""
+    volume = GaugeMetricFamily("hatthasilpa_lifecycle_volume", "Lifecycle volume of the last complete hour",
+                               labels=["tenant", "kind"])
+    expected = GaugeMetricFamily("hatthasilpa_lifecycle_volume_expected",
+                                 "Expected volume of that hour (its hour-of-week baseline)", labels=["tenant", "kind"])
+    scale = GaugeMetricFamily("hatthasilpa_lifecycle_volume_scale",
+                              "Robust spread of that hour's baseline (the band is expected ± threshold × scale)",
+                              labels=["tenant", "kind"])
+    score = GaugeMetricFamily("hatthasilpa_lifecycle_volume_anomaly_score",
+                              "Robust z-score of the last complete hour against its baseline", labels=["tenant", "kind"])
+    if not sa.inspect(conn).has_table(lifecycle_volume.name):
+        return volume, expected, scale, score
+    since = volumes.last_complete_hour() - volumes.HOUR
+    query = sa.select(lifecycle_volume).where(lifecycle_volume.c.hour >= since)
+    if tenant is not None:
+        query = query.where(lifecycle_volume.c.tenant_code == tenant)
+    latest: dict[tuple[str, str], sa.Row] = {}
+    for row in conn.execute(query.order_by(lifecycle_volume.c.hour)):
+        latest[(row.tenant_code, row.kind)] = row
+    for (code, kind), row in sorted(latest.items()):
+        volume.add_metric([code, kind], row.value)
+        if row.score is not None:
+            expected.add_metric([code, kind], row.expected)
+            scale.add_metric([code, kind], row.scale)
+            score.add_metric([code, kind], row.score)
+    return volume, expected, scale, score
+
+
+SOURCES: tuple[Source, ...] = (check_families, outbox_families, incident_families, audit_families,
+                               volume_families)
 
 
 class MonitorCollector(Collector):

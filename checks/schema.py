@@ -169,3 +169,39 @@ check_latest = sa.Table(
     sa.Column("error_count", sa.Integer, nullable=False, server_default="0"),  # runs that ended in an error
     updated_column(),
 )
+
+# The lifecycle's hourly pulse (``checks/volumes.py``): one row per (tenant, kind, hour), the
+# hour being its start in UTC. ``source`` says whether the value was counted from the tenant
+# DB or generated (the demo's history). ``expected``, ``scale`` and ``score`` are the seasonal
+# baseline's verdict on the hour (``checks/baselines.py``), empty until it is scored or while
+# its slot has too little history.
+lifecycle_volume = sa.Table(
+    "lifecycle_volume", monitor_metadata,
+    sa.Column("tenant_code", sa.String(32), primary_key=True),
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("hour", Timestamp, primary_key=True),
+    sa.Column("value", sa.Float, nullable=False),
+    sa.Column("source", sa.String(16), nullable=False, server_default="counted"),
+    sa.Column("expected", sa.Float),
+    sa.Column("scale", sa.Float),
+    sa.Column("score", sa.Float),
+    created_column(),
+    sa.CheckConstraint("source IN ('counted', 'generated')", name="source"),
+    sa.Index("ix_lifecycle_volume_hour", "hour"),
+)
+
+# The seasonal baseline of each (tenant, kind): median and MAD of every hour-of-week slot
+# (0 = Monday 00:00 UTC … 167 = Sunday 23:00) over the last weeks, and the month-end factor
+# where the history shows one (1.0 where it does not).
+volume_baseline = sa.Table(
+    "volume_baseline", monitor_metadata,
+    sa.Column("tenant_code", sa.String(32), primary_key=True),
+    sa.Column("kind", sa.String(32), primary_key=True),
+    sa.Column("slot", sa.Integer, primary_key=True),
+    sa.Column("median", sa.Float, nullable=False),
+    sa.Column("mad", sa.Float, nullable=False),
+    sa.Column("weeks", sa.Integer, nullable=False),
+    sa.Column("month_end_factor", sa.Float, nullable=False, server_default="1.0"),
+    sa.Column("computed_at", Timestamp, nullable=False),
+    sa.CheckConstraint("slot >= 0 AND slot < 168", name="slot"),
+)

@@ -13,8 +13,12 @@ import datetime as dt
 import sys
 from pathlib import Path
 
+import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
+
+from checks import baselines, synthetic, volumes
+from checks.report import table
 
 from lifecycle import assignments, graphs, outbox, queue, registry, services, sessions
 from lifecycle.db import Settings, display_url, dispose_engines, get_engine
@@ -253,6 +257,59 @@ NEXT_STEPS = """next:
   .venv/bin/hatthasilpa incident show ID                              an incident: its keys since when, its events
   .venv/bin/hatthasilpa incident ack ID --by NAME                     own it (mute: --for 4h; docs/runbook.md, "On call")
   .venv/bin/hatthasilpa repair plan --tenant legacy                   a repair plan for the legacy tenant (docs/runbook.md)
+  .venv/bin/hatthasilpa trends --tenant legacy --kind outbox_backlog  the stuck relay's hours against their band
   make ui                                                             dagster dev on the demo's instance: http://127.0.0.1:3000
   .venv/bin/hatthasilpa doctor                                        the prerequisites of every tenant
   .venv/bin/hatthasilpa metrics serve                                 Prometheus metrics on http://127.0.0.1:9464/metrics"""
+
+
+VOLUME_WEEKS = 8
+STUCK_HOURS = 3
+
+
+def volume_history(settings: Settings, until: dt.datetime) -> list[str]:
+    """Generated history of the demo tenants' hourly volumes (``checks/synthetic.py``): eight weeks
+    of a workshop's rhythm up to ``until``, the last complete hour, so the baselines have history
+    to judge by. On ``legacy`` the old ERP's relay is stuck for the last three hours: nothing
+    published, the outbox backlog piling up."""
+    stories = []
+    start = pd.Timestamp(until) - pd.Timedelta(weeks=VOLUME_WEEKS) + pd.Timedelta(hours=1)
+    for number, (code, _, _) in enumerate(TENANTS):
+        frame = synthetic.generate(start, VOLUME_WEEKS, seed=100 + number)
+        if code == LEGACY:
+            stuck = frame.index[-STUCK_HOURS:]
+            held = frame.loc[stuck, "serials_relayed"].cumsum() + 40.0  # rows parked before, never relayed
+            frame.loc[stuck, "serials_relayed"] = 0.0
+            frame.loc[stuck, "outbox_backlog"] += held
+            stories.append(f"{code}: relay stuck for the last {STUCK_HOURS} hours, "
+                           f"{int(frame['outbox_backlog'].iloc[-1])} outbox rows waiting")
+        rows = [{"hour": hour.to_pydatetime(), "kind": kind, "value": value}
+                for kind in frame.columns for hour, value in frame[kind].items()]
+        with get_engine(settings.monitor_url).begin() as conn:
+            volumes.write(conn, code, rows, source="generated")
+    return stories
+
+
+def judge_volumes(settings: Settings, until: dt.datetime) -> list[dict]:
+    """Each demo tenant's volumes of the hour ``until`` judged against their baselines, as the hourly
+    ``lifecycle_volumes`` asset judges them."""
+    options = baselines.Options()
+    rows = []
+    for code, _, _ in TENANTS:
+        for kind, v in volumes.judge_hour(settings, code, until, options).items():
+            rows.append({"tenant": code, "kind": kind, "passed": v.status != baselines.ANOMALY, **v.to_dict()})
+    return sorted(rows, key=lambda r: (r["tenant"], r["kind"]))
+
+
+def render_volumes(rows: list[dict]) -> str:
+    def number(value):
+        return "-" if value is None else f"{value:.1f}"
+
+    lines = [[r["tenant"], r["kind"], number(r["value"]), number(r["expected"]),
+              "-" if r["low"] is None else f"{r['low']:.1f} – {r['high']:.1f}",
+              "-" if r["score"] is None else f"{r['score']:.2f}", "ANOMALY" if not r["passed"] else r["status"]]
+             for r in rows]
+    hour = rows[0]["hour"][:16].replace("T", " ") if rows else "-"
+    return (table(["TENANT", "KIND", "VALUE", "EXPECTED", "BAND", "SCORE", "STATUS"], lines) +
+            f"\n\nlifecycle volumes of the hour {hour} UTC against {VOLUME_WEEKS} weeks of generated history: "
+            f"{sum(1 for r in rows if not r['passed'])} anomalies")

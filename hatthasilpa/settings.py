@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from checks import baselines
 from checks.metrics import PUSHGATEWAY_URL
 from checks.runner import READ_ONLY_CORE_URL, READ_ONLY_TENANT_URL_TEMPLATE
 from lifecycle.errors import ValidationError
@@ -56,3 +57,8 @@ def actor(explicit: str | None = None, environ: Mapping[str, str] | None = None)
 
 def pushgateway(environ: Mapping[str, str] | None = None) -> str | None:
     return _env(environ).get(PUSHGATEWAY_URL) or None
+
+
+def volume_options(environ: Mapping[str, str] | None = None, weeks: int | None = None) -> baselines.Options:
+    """The volume baselines: weeks of history and anomaly thresholds (``docs/volumes.md``)."""
+    return baselines.options_from(_env(environ), weeks=weeks)

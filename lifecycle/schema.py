@@ -120,6 +120,7 @@ job_graph_instance = sa.Table(
     sa.Index("ux_job_graph_instance_one_active", "job_id", unique=True,
              postgresql_where=sa.text("status = 'active'"), sqlite_where=sa.text("status = 'active'")),
     sa.Index("ix_job_graph_instance_job_id", "job_id"),
+    sa.Index("ix_job_graph_instance_archived_at", "archived_at", postgresql_where=sa.text("archived_at IS NOT NULL"), sqlite_where=sa.text("archived_at IS NOT NULL")),
 )
 
 node_instance = sa.Table(
@@ -144,6 +145,7 @@ token_spawn = sa.Table(
     created_column(),
     sa.CheckConstraint("token_count > 0", name="token_count_positive"),
     sa.Index("ix_token_spawn_instance_id", "instance_id"),
+    sa.Index("ix_token_spawn_created_at", "created_at"),
 )
 
 flow_token = sa.Table(
@@ -179,6 +181,7 @@ flow_token = sa.Table(
              sqlite_where=sa.text("scrapped_at IS NOT NULL AND status <> 'scrapped'")),
     sa.Index("ix_flow_token_serial_code", "serial_code", postgresql_where=sa.text("serial_code IS NOT NULL"),
              sqlite_where=sa.text("serial_code IS NOT NULL")),
+    sa.Index("ix_flow_token_scrapped_at", "scrapped_at", postgresql_where=sa.text("scrapped_at IS NOT NULL"), sqlite_where=sa.text("scrapped_at IS NOT NULL")),
 )
 
 token_event = sa.Table(
@@ -247,6 +250,8 @@ token_work_session = sa.Table(
     sa.Index("ux_token_work_session_one_running_per_operator", "operator_id", unique=True,
              postgresql_where=sa.text("status = 'active'"), sqlite_where=sa.text("status = 'active'")),
     sa.Index("ix_token_work_session_token_id", "token_id"),
+    sa.Index("ix_token_work_session_started_at", "started_at"),
+    sa.Index("ix_token_work_session_ended_at", "ended_at", postgresql_where=sa.text("ended_at IS NOT NULL"), sqlite_where=sa.text("ended_at IS NOT NULL")),
 )
 
 serial_registry = sa.Table(
@@ -265,6 +270,7 @@ serial_registry = sa.Table(
     sa.Index("ux_serial_registry_token_id", "token_id", unique=True),
     sa.Index("ix_serial_registry_temp", "serial_code", postgresql_where=sa.text("mode = 'TEMP'"),
              sqlite_where=sa.text("mode = 'TEMP'")),
+    sa.Index("ix_serial_registry_created_at", "created_at"),
 )
 
 serial_sequence = sa.Table(
@@ -290,6 +296,7 @@ serial_outbox = sa.Table(
     created_column(),
     sa.Index("ix_serial_outbox_pending", "id",
              postgresql_where=sa.text("published_at IS NULL"), sqlite_where=sa.text("published_at IS NULL")),
+    sa.Index("ix_serial_outbox_published_at", "published_at", postgresql_where=sa.text("published_at IS NOT NULL"), sqlite_where=sa.text("published_at IS NOT NULL")),
 )
 
 command_idempotency = sa.Table(

@@ -8,9 +8,10 @@ from .repairs import REPAIR_ASSETS, REPAIR_JOBS
 from .resources import RESOURCES
 from .schedules import SCHEDULES
 from .sensors import SENSORS
+from .volumes import VOLUME_ASSETS
 
 defs = Definitions(
-    assets=MONITOR_ASSETS + REPAIR_ASSETS,
+    assets=MONITOR_ASSETS + REPAIR_ASSETS + VOLUME_ASSETS,
     jobs=MONITOR_JOBS + REPAIR_JOBS,
     schedules=SCHEDULES,
     sensors=SENSORS,

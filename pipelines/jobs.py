@@ -26,6 +26,11 @@ gx_job = define_asset_job(
     description="Validate one tenant's tables with the Great Expectations suites.")
 
 
+volume_job = define_asset_job(
+    "volume_job", selection=AssetSelection.assets("lifecycle_volumes", "volume_baselines"),
+    description="Count one tenant's last complete hour, judge it against its baseline, refresh the baselines (hourly).")
+
+
 @op(description="Publish every tenant's pending serial outbox events to the core registry.")
 def relay_serial_outbox(context: OpExecutionContext, core_db: CoreDatabase, tenant_dbs: TenantDatabases,
                         monitor_store: MonitorStore):
@@ -74,4 +79,5 @@ def monitor_retention_job():
     prune_monitor_history()
 
 
-MONITOR_JOBS = [integrity_job, reconciliation_job, gx_job, outbox_relay_job, audit_verify_job, monitor_retention_job]
+MONITOR_JOBS = [integrity_job, reconciliation_job, gx_job, outbox_relay_job, audit_verify_job, monitor_retention_job,
+               volume_job]

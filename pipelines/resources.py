@@ -1,4 +1,5 @@
-"""Resources: the three stores, the optional Pushgateway and the optional alert webhook.
+"""Resources: the three stores, the optional Pushgateway, the optional alert webhook and the
+volume baselines' settings.
 
 Each URL field may be set in run config (the Launchpad) or left out; left out, it is
 read from its setting (``docs/configuration.md``) through ``EnvVar`` when a run starts —
@@ -15,7 +16,7 @@ from typing import Optional
 
 from dagster import ConfigurableResource, EnvVar
 
-from checks import store, webhook
+from checks import baselines, store, webhook
 from checks.metrics import PUSHGATEWAY_URL
 from checks.runner import READ_ONLY_CORE_URL, READ_ONLY_TENANT_URL_TEMPLATE
 from lifecycle.db import CORE_URL, MONITOR_URL, TENANT_URL_TEMPLATE, VAR_DIR, Settings
@@ -85,6 +86,20 @@ class AlertWebhook(ConfigurableResource):
         return _setting(self.url, webhook.WEBHOOK_URL)
 
 
+class VolumeBaselineSettings(ConfigurableResource):
+    """Weeks of history per baseline and the anomaly thresholds; unset fields are read from
+    HATTHASILPA_VOLUME_WEEKS, HATTHASILPA_VOLUME_THRESHOLD and HATTHASILPA_VOLUME_THRESHOLDS."""
+
+    weeks: Optional[int] = None
+    threshold: Optional[float] = None
+    thresholds: Optional[str] = None  # "kind=number,…"
+
+    def options(self) -> baselines.Options:
+        environ = {name: EnvVar(name).get_value(None) for name in baselines.SETTINGS}
+        return baselines.options_from(environ, weeks=self.weeks, threshold=self.threshold,
+                                      thresholds=self.thresholds)
+
+
 def store_settings(core: CoreDatabase, tenants: TenantDatabases, monitor: MonitorStore,
                    read_only: bool = False) -> Settings:
     """The three URLs, each from its resource, its setting, or the SQLite default; ``read_only``
@@ -102,7 +117,8 @@ def resources_for(settings: Settings, checks: Settings | None = None) -> dict:
             "tenant_dbs": TenantDatabases(url_template=settings.tenant_url_template,
                                           read_only_url_template=checks.tenant_url_template if checks else None),
             "monitor_store": MonitorStore(url=settings.monitor_url),
-            "pushgateway": Pushgateway(), "alert_webhook": AlertWebhook()}
+            "pushgateway": Pushgateway(), "alert_webhook": AlertWebhook(),
+            "volume_settings": VolumeBaselineSettings()}
 
 
 RESOURCES = {
@@ -111,4 +127,5 @@ RESOURCES = {
     "monitor_store": MonitorStore(),
     "pushgateway": Pushgateway(),
     "alert_webhook": AlertWebhook(),
+    "volume_settings": VolumeBaselineSettings(),
 }

@@ -1,12 +1,13 @@
 """Schedules: one run per tenant at each check's cadence — live checks every 15 minutes, the history
-checks and the reconciliation hourly, GX nightly — the outbox relay every minute, the audit-log
-verification nightly and the monitor store's retention daily."""
+checks, the reconciliation and the lifecycle volumes hourly, GX nightly — the outbox relay every minute,
+the audit-log verification nightly and the monitor store's retention daily."""
 
 from dagster import DefaultScheduleStatus, RunRequest, ScheduleEvaluationContext, schedule
 
 from checks.model import Cadence
 
-from .jobs import audit_verify_job, gx_job, integrity_job, monitor_retention_job, outbox_relay_job, reconciliation_job
+from .jobs import (audit_verify_job, gx_job, integrity_job, monitor_retention_job, outbox_relay_job,
+                   reconciliation_job, volume_job)
 from .partitions import TENANT_PARTITIONS_NAME, TENANT_TAG
 
 # The cron of each cadence; ``Cadence`` holds the interval in seconds the metrics and alerts use.
@@ -32,6 +33,7 @@ def per_tenant(name: str, job, cadence: Cadence):
 integrity_schedule = per_tenant("integrity_schedule", integrity_job, Cadence.LIVE)
 reconciliation_schedule = per_tenant("reconciliation_schedule", reconciliation_job, Cadence.HOURLY)
 gx_schedule = per_tenant("gx_schedule", gx_job, Cadence.NIGHTLY)
+volume_schedule = per_tenant("volume_schedule", volume_job, Cadence.HOURLY)
 
 
 @schedule(job=outbox_relay_job, cron_schedule="* * * * *", execution_timezone="UTC",
@@ -52,5 +54,5 @@ def monitor_retention_schedule(context: ScheduleEvaluationContext):
     return RunRequest()
 
 
-SCHEDULES = [integrity_schedule, reconciliation_schedule, gx_schedule, outbox_relay_schedule,
+SCHEDULES = [integrity_schedule, reconciliation_schedule, gx_schedule, volume_schedule, outbox_relay_schedule,
              audit_verify_schedule, monitor_retention_schedule]

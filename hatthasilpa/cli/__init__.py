@@ -24,12 +24,12 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError
 from lifecycle import constraints
 from lifecycle.errors import HatthasilpaError, InternalError, ValidationError
 
-from . import admin, demo, floor, incidents, monitor, repairs, serials
+from . import admin, demo, floor, incidents, monitor, repairs, serials, trends
 from .base import Context, Parser
 
 log = logging.getLogger("hatthasilpa")
 
-GROUPS = (admin, floor, serials, monitor, incidents, repairs, demo)
+GROUPS = (admin, floor, serials, monitor, incidents, repairs, trends, demo)
 
 
 def build_parser() -> Parser:

@@ -6,8 +6,11 @@ import sys
 
 from checks import incident_actions
 from checks.incidents import IncidentState
+from checks.trends import findings_trend
+from checks.volumes import last_complete_hour
 
 from .. import demo
+from . import trends
 from .base import Context
 from .incidents import render_list
 
@@ -24,10 +27,16 @@ def run_demo(ctx: Context) -> dict:
     data["incidents"] = [i for i in incident_actions.list_incidents(ctx.settings.monitor_url,
                                                                     tenant=demo.LEGACY)["incidents"]
                          if i["state"] != IncidentState.RESOLVED.value]
+    hour = last_complete_hour()
+    for story in demo.volume_history(ctx.settings, hour):
+        _progress(f"demo: generated volume history, {story}")
+    data["volumes"] = demo.judge_volumes(ctx.settings, hour)
     if ctx.args.summary:
         ctx.text = "\n\n".join([demo.render(data), local.render(data["findings"]),
                                  f"open incidents of {demo.LEGACY}:\n" + render_list({"incidents": data["incidents"]}),
-                                 demo.NEXT_STEPS])
+                                 demo.render_volumes(data["volumes"]),
+                                 "findings by week, every tenant:\n" + trends.render_findings(
+                                     findings_trend(ctx.settings, weeks=1)), demo.NEXT_STEPS])
     return data
 
 

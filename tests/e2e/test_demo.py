@@ -41,6 +41,12 @@ def test_demo_builds_a_factory_with_jobs_in_every_state(tmp_path):
     assert {"orphan_token", "scrapped_token_resurrected", "session_without_assignment",
             "serial_missing_in_core"} <= set(incidents) <= {check for _, check in failing}
     assert all(i["tenant"] == "legacy" and i["state"] == "open" and i["count"] > 0 for i in incidents.values())
+    # Eight weeks of generated volume history give every tenant a baseline; legacy's relay is stuck.
+    volumes = {(v["tenant"], v["kind"]): v for v in data["volumes"]}
+    assert len(volumes) == 3 * 10 and all(v["weeks"] >= 7 for v in volumes.values())
+    stuck = volumes[("legacy", "outbox_backlog")]
+    assert not stuck["passed"] and stuck["value"] > stuck["high"]
+    assert volumes[("atelier", "outbox_backlog")]["passed"] and volumes[("sandbox", "outbox_backlog")]["passed"]
     assert (tmp_path / "var" / "core.db").exists() and (tmp_path / "var" / "tenant_atelier.db").exists()
     # Without --reset a second run refuses rather than piling a second factory on the first.
     again = subprocess.run([EXE, "demo"], cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=300)
@@ -68,6 +74,8 @@ def test_demo_builds_a_factory_with_jobs_in_every_state(tmp_path):
     verify = subprocess.run([EXE, "audit", "verify", "--json"], cwd=tmp_path, env=_env(), capture_output=True,
                             text=True, timeout=120)
     assert verify.returncode == 0 and json.loads(verify.stdout)["ok"]
+    assert re.search(r"^legacy\s+outbox_backlog\s.*ANOMALY$", summary.stdout, re.MULTILINE)
+    assert "findings by week" in summary.stdout
 
 
 def test_demo_reset_refuses_a_non_sqlite_store(tmp_path):

@@ -22,7 +22,7 @@ def promtool():
 def test_alert_rules_load(promtool):
     proc = subprocess.run([promtool, "check", "rules", str(RULES / "alerts.yml")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "7 rules found" in proc.stdout + proc.stderr
+    assert "8 rules found" in proc.stdout + proc.stderr
 
 
 def test_alert_rule_unit_tests_pass(promtool):

@@ -18,6 +18,8 @@ DOCUMENTED_METRICS = {
     "hatthasilpa_integrity_incident_open", "hatthasilpa_integrity_incident_muted",
     "hatthasilpa_integrity_time_to_acknowledge_seconds", "hatthasilpa_integrity_time_to_resolve_seconds",
     "hatthasilpa_audit_chain_ok",
+    "hatthasilpa_lifecycle_volume", "hatthasilpa_lifecycle_volume_expected", "hatthasilpa_lifecycle_volume_scale",
+    "hatthasilpa_lifecycle_volume_anomaly_score",
 }
 NAME = re.compile(r"hatthasilpa_[a-z_]+")
 HISTOGRAM_SERIES = re.compile(r"_(bucket|sum|count)$")

@@ -1,0 +1,76 @@
+"""Seasonal baselines: the minimum-history guard, drops within the MAD, the month-end factor, thresholds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from checks import baselines
+from checks.baselines import ANOMALY, INSUFFICIENT, OK, Options
+from lifecycle.errors import ValidationError
+
+START = pd.Timestamp("2026-09-07 00:00", tz="UTC")  # a Monday
+
+
+def weekly(weeks: int, seed: int = 1, level: float = 40.0) -> pd.Series:
+    """A factory's week: busy weekday daytime, quiet nights and weekends, counting noise."""
+    index = pd.date_range(START, periods=weeks * 168, freq="h")
+    rng = np.random.default_rng(seed)
+    day = np.where((index.hour >= 8) & (index.hour < 18), level, 2.0)
+    day = np.where(index.day_of_week >= 5, day / 4, day)
+    return pd.Series(rng.poisson(day).astype(float), index=index)
+
+
+def test_no_verdict_before_three_weeks_of_the_same_slot():
+    series = weekly(4)
+    spike_week2 = START + pd.Timedelta(weeks=2, hours=10)
+    series.loc[spike_week2] = 500.0
+    early = baselines.judge_hour(series, spike_week2, Options())
+    assert early.status == INSUFFICIENT and early.score is None and early.weeks == 2
+    spike_week3 = START + pd.Timedelta(weeks=3, hours=10)
+    series.loc[spike_week3] = 500.0
+    later = baselines.judge_hour(series, spike_week3, Options())
+    assert later.weeks == 3 and later.status == ANOMALY and later.score > 5
+
+
+def test_a_holiday_like_drop_within_the_mad_raises_no_alarm():
+    series = weekly(9)
+    holiday = START + pd.Timedelta(weeks=8, days=2)  # a Wednesday, at three quarters of its usual work
+    hours = pd.date_range(holiday, periods=24, freq="h")
+    series.loc[hours] = np.floor(series.loc[hours] * 0.75)
+    verdicts = baselines.judge_series(series, Options(), since=holiday)[:24]
+    assert [v.status for v in verdicts] == [OK] * 24
+    assert min(v.score for v in verdicts) < -1  # the drop is seen, and judged within the band
+    assert all(v.low <= v.value <= v.high for v in verdicts)
+
+
+def test_a_stopped_morning_is_an_anomaly():
+    series = weekly(9)
+    monday = START + pd.Timedelta(weeks=8, hours=9)
+    series.loc[monday] = 0.0
+    verdict = baselines.judge_hour(series, monday, Options())
+    assert verdict.status == ANOMALY and verdict.score <= -5 and verdict.expected > 30
+
+
+def test_month_end_factor_only_where_the_data_shows_it():
+    series = weekly(9)
+    plain = baselines.fit(baselines.window(series, series.index[-1], 8))
+    assert plain.month_end_factor == 1.0
+    bumped = series.copy()
+    month_end = baselines.is_month_end(bumped.index)
+    bumped[month_end] = bumped[month_end] * 1.6
+    fitted = baselines.fit(baselines.window(bumped, bumped.index[-1], 8))
+    assert fitted.month_end_factor == pytest.approx(1.6, rel=0.15)
+
+
+def test_thresholds_per_kind_and_bad_settings():
+    options = baselines.options_from({"HATTHASILPA_VOLUME_THRESHOLDS": "outbox_backlog=8, tokens_spawned=6"})
+    assert options.threshold_for("outbox_backlog") == 8 and options.threshold_for("jobs_started") == 5
+    assert baselines.options_from({}, weeks=4).weeks == 4
+    with pytest.raises(ValidationError):
+        baselines.parse_thresholds("tokens_spawned")
+    with pytest.raises(ValidationError):
+        Options(weeks=2)  # fewer weeks than the minimum history
+    with pytest.raises(ValidationError):
+        baselines.options_from({"HATTHASILPA_VOLUME_THRESHOLD": "high"})

@@ -27,7 +27,6 @@ import sqlalchemy as sa
 from lifecycle.db import dialect_insert, is_postgres
 from lifecycle.faults import fault_point
 from lifecycle.schema import Timestamp
-from lifecycle.faults import fault_point
 from lifecycle.states import require_transition, transition_table
 from lifecycle.uow import as_utc, iso
 

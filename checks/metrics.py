@@ -35,7 +35,6 @@ from lifecycle import registry as tenants
 from lifecycle.db import Settings, get_engine
 from lifecycle.uow import as_utc, utcnow
 
-from . import volumes
 from .catalogue import cadence_of
 from .incident_metrics import audit_families, incident_families
 from .schema import check_latest, lifecycle_volume
@@ -117,6 +116,8 @@ def volume_families(settings: Settings, conn: sa.Connection, tenant: str | None)
                               "Robust z-score of the last complete hour against its baseline", labels=["tenant", "kind"])
     if not sa.inspect(conn).has_table(lifecycle_volume.name):
         return volume, expected, scale, score
+    from . import volumes  # with pandas: loaded by a scrape, not by every command that names a setting
+
     since = volumes.last_complete_hour() - volumes.HOUR
     query = sa.select(lifecycle_volume).where(lifecycle_volume.c.hour >= since)
     if tenant is not None:

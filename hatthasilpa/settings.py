@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from checks import baselines
 from checks.metrics import PUSHGATEWAY_URL
 from checks.runner import READ_ONLY_CORE_URL, READ_ONLY_TENANT_URL_TEMPLATE
 from lifecycle.errors import ValidationError
 from lifecycle.db import ACTOR, CORE_URL, MONITOR_URL, TENANT_URL_TEMPLATE, VAR_DIR, Settings
+
+if TYPE_CHECKING:
+    from checks import baselines
 
 DEFAULT_ACTOR = "cli"
 
@@ -61,4 +64,6 @@ def pushgateway(environ: Mapping[str, str] | None = None) -> str | None:
 
 def volume_options(environ: Mapping[str, str] | None = None, weeks: int | None = None) -> baselines.Options:
     """The volume baselines: weeks of history and anomaly thresholds (``docs/volumes.md``)."""
+    from checks import baselines  # pandas: loaded by the commands that judge volumes, not by every command
+
     return baselines.options_from(_env(environ), weeks=weeks)

@@ -14,10 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
 from . import schema
 from .db import get_engine
@@ -35,7 +31,11 @@ TENANT = Store("tenant", MIGRATIONS / "tenant", schema.tenant_metadata)
 CORE = Store("core", MIGRATIONS / "core", schema.core_metadata)
 
 
-def alembic_config(store: Store, connection: sa.Connection | None = None) -> Config:
+# Alembic is imported where it is used: a command that only reads pays nothing for it.
+
+def alembic_config(store: Store, connection: sa.Connection | None = None):
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(store.scripts))
     cfg.attributes["connection"] = connection
@@ -43,15 +43,21 @@ def alembic_config(store: Store, connection: sa.Connection | None = None) -> Con
 
 
 def upgrade(url: str, store: Store, revision: str = "head") -> None:
+    from alembic import command
+
     with get_engine(url).begin() as conn:
         command.upgrade(alembic_config(store, conn), revision)
 
 
 def head_revision(store: Store) -> str:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config(store)).get_current_head()
 
 
 def current_revision(url: str) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with get_engine(url).connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 

@@ -6,11 +6,7 @@ import sys
 
 from checks import incident_actions
 from checks.incidents import IncidentState
-from checks.trends import findings_trend
-from checks.volumes import last_complete_hour
 
-from .. import demo
-from . import trends
 from .base import Context
 from .incidents import render_list
 
@@ -20,7 +16,12 @@ def _progress(message: str) -> None:
 
 
 def run_demo(ctx: Context) -> dict:
-    from pipelines import local  # Dagster loads only for the demo's monitoring run
+    from checks.trends import findings_trend  # pandas, like Dagster, loads only for the demo
+    from checks.volumes import last_complete_hour
+    from pipelines import local
+
+    from .. import demo
+    from . import trends
 
     data = demo.build(ctx.settings, reset_first=ctx.args.reset)
     data["findings"] = local.run_monitoring_plan(ctx.settings, progress=_progress)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from checks import baselines, trends, volumes
 from checks.report import table
 from lifecycle.db import check_tenant_code
 from lifecycle.errors import ValidationError
@@ -44,6 +43,8 @@ def render_findings(data: dict) -> str:
 
 
 def plot(data: dict, path: Path) -> None:
+    from checks import baselines
+
     try:
         import matplotlib
 
@@ -75,6 +76,8 @@ def plot(data: dict, path: Path) -> None:
 
 
 def trends_command(ctx: Context) -> dict:
+    from checks import trends, volumes  # pandas: loaded when the command runs, not at every CLI start
+
     a = ctx.args
     check_tenant_code(a.tenant)
     if a.kind is not None and a.kind not in volumes.KIND_IDS:
@@ -98,9 +101,8 @@ def trends_command(ctx: Context) -> dict:
 def register(sub) -> None:
     p = sub.add_parser("trends", help="a tenant's hourly volumes against their seasonal bands, and findings by week")
     p.add_argument("--tenant", required=True)
-    p.add_argument("--kind", help=f"one kind ({', '.join(volumes.KIND_IDS)}); default every kind's last hour")
-    p.add_argument("--weeks", type=whole_number, help=f"weeks of baseline (default ${baselines.WEEKS_SETTING} "
-                                                       f"or {baselines.DEFAULT_WEEKS})")
+    p.add_argument("--kind", help="one kind (docs/volumes.md lists them); default every kind's last hour")
+    p.add_argument("--weeks", type=whole_number, help="weeks of baseline (default $HATTHASILPA_VOLUME_WEEKS or 8)")
     p.add_argument("--hours", type=whole_number, default=24, help="hours shown with --kind or drawn (default 24)")
     p.add_argument("--png", help="also write a plot of the series and bands (needs matplotlib)")
     json_flag(p)

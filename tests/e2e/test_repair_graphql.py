@@ -51,7 +51,7 @@ def test_repair_job_through_graphql_refuses_without_approval_and_applies_with_it
     stores = sqlite_factory
     floor = build_clean_floor(stores)
     expected = FAULTS["assignment_without_token"].apply(floor)
-    planned = reconcile.plan(stores.settings, "atelier", ["assignment_without_token"])
+    planned = reconcile.plan(stores.settings, "atelier", ["assignment_without_token"], actor="malee")
     env = {**os.environ, "HATTHASILPA_CORE_URL": stores.settings.core_url,
            "HATTHASILPA_TENANT_URL_TEMPLATE": stores.settings.tenant_url_template,
            "HATTHASILPA_MONITOR_URL": stores.settings.monitor_url}
@@ -66,6 +66,13 @@ def test_repair_job_through_graphql_refuses_without_approval_and_applies_with_it
             "config": {"plan_id": planned["plan_id"], "execute": True}}}})
         assert wait_for_run(client, refused) == "FAILURE"
         assert "APPROVAL_REQUIRED" in run_logs(base, refused)
+        assert dump_stores(floor) == before
+
+        own = client.submit_job_execution("repair_job", tags=tags, run_config={"ops": {"apply_repair_plan": {
+            "config": {"plan_id": planned["plan_id"], "approved_by": "Malee", "plan_hash": planned["hash"],
+                       "execute": True}}}})
+        assert wait_for_run(client, own) == "FAILURE"
+        assert "SELF_APPROVAL" in run_logs(base, own)  # four eyes: the planner cannot approve, whatever the case
         assert dump_stores(floor) == before
 
         applied = client.submit_job_execution("repair_job", tags=tags, run_config={"ops": {"apply_repair_plan": {

@@ -76,7 +76,7 @@ def test_metrics_endpoint_serves_last_results_without_per_row_labels(stores):
     assert samples[key("hatthasilpa_serial_outbox_pending", tenant="atelier")] == 0
     assert samples[key("hatthasilpa_serial_outbox_parked", tenant="atelier")] == 0
     labels = {name for (_, pairs) in samples for name, _ in pairs}
-    assert labels <= {"tenant", "check", "severity", "action", "source"}  # source: the exporter's own health
+    assert labels <= {"tenant", "check", "severity", "action", "source", "state", "kind"}  # source: exporter health; state: incidents
     assert not any("nok" in str(pairs) or "7" == v for (_, pairs) in samples for _, v in pairs)
 
 

@@ -20,8 +20,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 import reconcile
+from checks import volumes
+from checks.schema import lifecycle_volume
+from lifecycle.db import get_engine
 from tests.e2e.test_cli import EXE, hs
 from tests.e2e.test_dagster_ui import free_port
 from tests.faults import FAULTS
@@ -97,6 +101,12 @@ def test_prometheus_pends_the_critical_alert_for_the_faulty_tenant_only_and_drop
     pg_factory.add_tenant("sandbox", test=True)
     for tenant in ("atelier", "sandbox"):
         assert hs(pg_factory, "check", "run", "--tenant", tenant, "--json")[0] == 0
+    # the volume panels: one scored hour of every kind; the audit panel: one verification of the chain
+    hour = volumes.last_complete_hour()
+    with get_engine(pg_factory.settings.monitor_url).begin() as conn:
+        volumes.write(conn, "atelier", [{"hour": hour, "kind": kind, "value": 10.0} for kind in volumes.KIND_IDS])
+        conn.execute(sa.update(lifecycle_volume).values(expected=9.0, scale=1.0, score=1.0))
+    assert hs(pg_factory, "audit", "verify", "--json")[0] == 0
 
     env = {**os.environ, "HATTHASILPA_CORE_URL": pg_factory.settings.core_url,
            "HATTHASILPA_TENANT_URL_TEMPLATE": pg_factory.settings.tenant_url_template,

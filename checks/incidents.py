@@ -95,6 +95,13 @@ def lock(conn: sa.Connection, incident_id: int):
     return conn.execute(sa.select(incident).where(incident.c.id == incident_id).with_for_update()).first()
 
 
+def lock_unresolved(conn: sa.Connection, tenant: str, check: str):
+    """The pair's unresolved incident, locked for the transaction (None when there is none)."""
+    return conn.execute(sa.select(incident).where(
+        incident.c.tenant_code == tenant, incident.c.check_id == check,
+        incident.c.resolved_at.is_(None)).with_for_update()).first()
+
+
 def change(conn: sa.Connection, row, target: IncidentState, action: str, actor: str, now: dt.datetime, *,
            note: str | None = None, run_id: int | None = None, plan_id: str | None = None,
            detail: dict | None = None, audit: bool = True, **values) -> None:
@@ -136,9 +143,7 @@ def record(conn: sa.Connection, run_id: int, results, now: dt.datetime, plan_id:
     for result in results:
         if not result.count and (result.tenant, result.check) not in unresolved:
             continue
-        row = conn.execute(sa.select(incident).where(
-            incident.c.tenant_code == result.tenant, incident.c.check_id == result.check,
-            incident.c.resolved_at.is_(None)).with_for_update()).first()
+        row = lock_unresolved(conn, result.tenant, result.check)
         if row is None and result.count:
             row = _open(conn, result, run_id, now)
         if row is None:
@@ -183,9 +188,7 @@ def _open(conn: sa.Connection, result, run_id: int, now: dt.datetime):
             incident_id=inserted, at=now, actor=MONITOR_ACTOR, action="opened", from_state=None,
             to_state=IncidentState.OPEN.value, run_id=run_id, detail={"rows": result.count}, created_at=now))
         return lock(conn, inserted)
-    return conn.execute(sa.select(incident).where(
-        incident.c.tenant_code == result.tenant, incident.c.check_id == result.check,
-        incident.c.resolved_at.is_(None)).with_for_update()).first()
+    return lock_unresolved(conn, result.tenant, result.check)
 
 
 def _stamped(sql: str) -> sa.TextClause:
@@ -223,7 +226,8 @@ def _track_keys(conn: sa.Connection, row, keys: list[dict], now: dt.datetime, sa
             f"SELECT :incident, k.value, :now, :now, 0, :now FROM {keyset} "
             "WHERE NOT EXISTS (SELECT 1 FROM incident_key i WHERE i.incident_id = :incident AND i.row_key = k.value) "
             "ORDER BY k.n LIMIT :room"), params).rowcount
-    wanted = [t for t in sample_keys if t in set(texts)]
+    tracked = set(texts)
+    wanted = [t for t in sample_keys if t in tracked]
     seen = dict(conn.execute(sa.select(incident_key.c.row_key, incident_key.c.first_seen).where(
         incident_key.c.incident_id == row.id, incident_key.c.row_key.in_(wanted))).all()) if wanted else {}
     return {**seen, None: max(0, added or 0)}

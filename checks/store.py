@@ -21,10 +21,9 @@ from __future__ import annotations
 import datetime as dt
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 
 from lifecycle import migrate
-from lifecycle.db import get_engine
+from lifecycle.db import dialect_insert, get_engine
 from lifecycle.errors import NotFound, ValidationError
 from lifecycle.uow import iso, utcnow
 
@@ -100,7 +99,7 @@ def _keep_latest(conn: sa.Connection, result, finding_id: int) -> None:
            "success_finding_id": finding_id if ok else None, "success_count": result.count if ok else None,
            "success_at": result.finished_at if ok else None, "error_count": 0 if ok else 1,
            "updated_at": utcnow()}
-    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(check_latest)
+    insert = dialect_insert(conn, check_latest)
     new, old = insert.excluded, check_latest.c
     newer = new.finding_id > old.finding_id
     newer_success = sa.and_(new.success_finding_id.is_not(None),

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+
+from tests.processes import process_group
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -54,21 +55,10 @@ def dagster_dev(env: dict, home: Path):
     """Run `dagster dev` in its own process group; stop the whole group afterwards."""
     port = free_port()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
-    log = open(home / "dagster-dev.log", "w")
-    proc = subprocess.Popen([str(Path(sys.executable).parent / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port)],
-                            cwd=ROOT, env={**env, "DAGSTER_HOME": str(home)}, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
+    with process_group([str(Path(sys.executable).parent / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port)],
+                       home / "dagster-dev.log", {**env, "DAGSTER_HOME": str(home)}, cwd=ROOT) as proc:
         wait_until_serving(f"http://127.0.0.1:{port}/server_info", proc)
         yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import subprocess
 import time
 import urllib.parse
 import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,27 +27,13 @@ from tests.e2e.test_cli import EXE, hs
 from tests.e2e.test_dagster_ui import free_port
 from tests.faults import FAULTS
 from tests.floor import build_clean_floor
+from tests.processes import process_group
 
 ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 ALERT = "HatthasilpaCriticalIntegrityViolation"
 # Grafana's variables, as a dashboard user with every tenant selected would have them
 VARIABLES = {"$tenant": ".*", "$__rate_interval": "1m", "$__range": "1h"}
-
-
-@contextmanager
-def process_group(args, log: Path, env=None):
-    with open(log, "w") as out:
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        try:
-            yield proc
-        finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=30)
 
 
 def query(base: str, promql: str) -> list[dict]:

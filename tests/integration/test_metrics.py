@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import sqlalchemy as sa
@@ -17,6 +16,7 @@ from checks.schema import check_latest, finding
 from lifecycle.db import get_engine
 from lifecycle.uow import utcnow
 from reconcile.metrics import SOURCES
+from tests.loopback import http_receiver
 
 T0 = dt.datetime(2026, 11, 29, 6, 0, tzinfo=dt.timezone.utc)
 
@@ -83,24 +83,8 @@ def test_metrics_endpoint_serves_last_results_without_per_row_labels(stores):
 @pytest.fixture
 def pushgateway():
     """A real HTTP receiver on loopback that records what a Pushgateway would be sent."""
-    received = []
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append((self.command, self.path, body.decode()))
-            self.send_response(202)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"127.0.0.1:{server.server_port}", received
-    server.shutdown()
-    thread.join(10)
+    with http_receiver(lambda h, body: (h.command, h.path, body.decode()), status=202) as server:
+        yield server.address, server.received
 
 
 def test_a_pushgateway_that_is_away_is_reported_not_raised(stores):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from dagster import build_sensor_context, instance_for_test
@@ -12,29 +10,14 @@ from dagster import build_sensor_context, instance_for_test
 from pipelines.resources import AlertWebhook, resources_for
 from pipelines.sensors import integrity_webhook_sensor
 from tests.integration.test_metrics import record
+from tests.loopback import http_receiver
 
 
 @pytest.fixture
 def receiver():
     """A loopback HTTP endpoint recording every POST body; ``status`` is what it answers."""
-    received, state = [], {"status": 200}
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.append((self.path, self.headers["Content-Type"], json.loads(body)))
-            self.send_response(state["status"])
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/hook", received, state
-    server.shutdown()
-    thread.join(10)
+    with http_receiver(lambda h, body: (h.path, h.headers["Content-Type"], json.loads(body))) as server:
+        yield f"http://{server.address}/hook", server.received, server
 
 
 def tick(stores, instance, url, cursor):
@@ -88,10 +71,10 @@ def test_a_receiver_that_fails_gets_the_same_change_at_the_next_tick(stores, rec
     with instance_for_test() as instance:
         result, cursor = tick(stores, instance, "http://127.0.0.1:9/hook", None)  # nobody listens on port 9
         assert cursor is None and "failed" in result.skip_message
-        state["status"] = 500
+        state.status = 500
         result, cursor = tick(stores, instance, url, cursor)
         assert cursor is None and len(received) == 1
-        state["status"] = 200
+        state.status = 200
         _, cursor = tick(stores, instance, url, cursor)
         assert len(received) == 2 and alerts(received[1][2]) == [("firing", "atelier", "orphan_token")]
         assert json.loads(cursor) == [["atelier", "orphan_token"]]

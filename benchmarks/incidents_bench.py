@@ -23,6 +23,7 @@ import os
 import statistics
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import psycopg
@@ -36,7 +37,7 @@ from lifecycle import migrate  # noqa: E402
 from lifecycle.db import dispose_engines, get_engine  # noqa: E402
 from lifecycle.uow import utcnow  # noqa: E402
 
-DB = "hs_i13_bench_monitor"
+DB = f"hs_incidents_bench_{uuid.uuid4().hex[:8]}"  # unique: runs of the benchmark never share a database
 
 
 def report(failing: int, keys: int, shift: int, tenant: str) -> RunReport:

@@ -63,6 +63,7 @@ def main() -> int:
         engine = get_engine(settings.tenant_url("bench"))
         tenant = registry.tenant_info(settings, "bench")
         counter = iter(range(10**9))
+        spawned = 0  # tokens the timed starts must have placed
 
         def run(fn, *a, **kw):
             with UnitOfWork(engine, tenant=tenant) as uow:
@@ -75,7 +76,14 @@ def main() -> int:
         def start(quantity: int):
             code = f"J{next(counter)}"
             run(services.create_job, code, "TOTE", quantity, "bag")
-            return lambda: run(services.start_job, code)
+
+            def go():
+                nonlocal spawned
+                result = run(services.start_job, code)
+                if len(result["token_ids"]) != quantity:
+                    raise SystemExit(f"VOID: starting {code} spawned {len(result['token_ids'])} of {quantity} tokens")
+                spawned += quantity
+            return go
 
         small = statistics.median(timed(start(10), 1) for _ in range(15)) / 10
         large = statistics.median(timed(start(1000), 1) for _ in range(5)) / 1000
@@ -84,7 +92,11 @@ def main() -> int:
 
         for _ in range(10):  # the live floor: 10 jobs in progress, 1,000 ready tokens
             start(100)()
-        read = lambda: run(queue.read_queue, node="cut", limit=100)  # noqa: E731
+        def read():
+            tokens = run(queue.read_queue, node="cut", limit=100)["tokens"]
+            if len(tokens) != 100:
+                raise SystemExit(f"VOID: the queue read returned {len(tokens)} of 100 ready tokens")
+
         before = timed(read, 30)
         # History: cancelled jobs whose scrapped tokens stay in flow_token forever.
         batch = 1000
@@ -96,6 +108,11 @@ def main() -> int:
         with engine.connect() as conn:
             conn.exec_driver_sql("ANALYZE")
             total = conn.execute(sa.text("SELECT count(*) FROM flow_token")).scalar()
+            scrapped = conn.execute(sa.text("SELECT count(*) FROM flow_token WHERE status = 'scrapped'")).scalar()
+        history = args.history // batch * batch
+        if total != spawned + history or scrapped != history:
+            raise SystemExit(f"VOID: {total:,} tokens ({scrapped:,} scrapped); expected {spawned + history:,} "
+                             f"({history:,} scrapped)")
         after = timed(read, 30)
         print(f"queue    100-row read: {before * 1e3:.2f} ms with 1,000 tokens, {after * 1e3:.2f} ms with "
               f"{total:,} tokens -> ratio {after / before:.2f}")

@@ -148,6 +148,8 @@ def main() -> int:
             fill_history(raw[name], pairs, sizes[name] - len(pairs))
             record_latest(url, pairs)
             rows[name] = count_findings(url)
+            if rows[name] != sizes[name]:
+                raise SystemExit(f"VOID: the {name} history holds {rows[name]:,} findings, not {sizes[name]:,}")
         scrape = scrape_seconds({name: Settings(core_url=url, tenant_url_template=url, monitor_url=url)
                                  for name, url in urls.items()}, args.repeat)
         old = {name: old_query_seconds(url, max(3, args.repeat // 5)) for name, url in urls.items()}

@@ -29,9 +29,13 @@ demo: $(STAMP) $(DAGSTER_HOME_DIR)/dagster.yaml
 ui: $(STAMP) $(DAGSTER_HOME_DIR)/dagster.yaml
 	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(BIN)/dagster dev
 
+# The suite runs on two workers (pytest-xdist): most of its time is spent waiting on PostgreSQL
+# and on the processes it starts. `make test PYTEST_WORKERS=0` runs it in one process.
+PYTEST_WORKERS ?= 2
+
 test: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --durations=15
 
 docs: $(STAMP)
 	$(BIN)/python -m checks.statedocs

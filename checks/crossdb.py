@@ -2,13 +2,17 @@
 
 Two ways, one result:
 
-- **Bucketed** (PostgreSQL on both sides, the whole registry): each database summarizes
-  its side in SQL — per bucket of ``hashtextextended(serial_code) & (BUCKETS - 1)``
-  the row count and the sum of a 64-bit hash of the canonical row
-  ``serial_code|sku|job|token|status`` (core's ``job_ref``/``token_ref`` are the job code
-  and the token id as text, so the tenant side joins its job for the code). Only the
-  buckets whose count or checksum differ are streamed from both sides (server-side
-  cursors, ordered by ``serial_code COLLATE "C"``) and merged by code. A code whose
+- **Bucketed** (PostgreSQL on both sides, the whole registry): each side's summary —
+  per bucket of ``hashtextextended(serial_code) & (BUCKETS - 1)`` the row count and the
+  sum of a 64-bit hash of the canonical row ``serial_code|sku|job|token|status`` (core's
+  ``job_ref``/``token_ref`` are the job code and the token id as text, so the tenant side
+  joins its job for the code) — is the serial digest each database keeps on write
+  (``lifecycle/digest.py``): reading it costs 65,536 rows plus the writes since the relay
+  last folded them, whatever the size of the registry. A full pass (``check run
+  --full-reconcile``, the nightly schedule) computes both summaries from the registries
+  instead and fails with ``DigestDrift`` where a digest disagrees. Only the buckets whose
+  count or checksum differ are read from both sides through the registries' bucket
+  indexes (server-side cursors, ordered by ``serial_code COLLATE "C"``) and merged by code. A code whose
   rows agree in every compared field cannot break any serial rule, so skipping equal
   buckets changes no finding; a differing bucket's codes are classified as before.
   One pass answers every comparison of a check run: the differing codes are kept in
@@ -32,15 +36,16 @@ from typing import Iterator
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from lifecycle import digest
 from lifecycle.schema import core_serial_registry as core_reg
 from lifecycle.schema import hatthasilpa_job
 from lifecycle.schema import serial_registry as tenant_reg
 
-from .errors import CheckTimeout
+from .errors import CheckTimeout, DigestDrift
 from .model import Check, Side
 
 BATCH_SIZE = 1000
-BUCKETS = 65536
+BUCKETS = digest.BUCKETS
 SHARED_CAP = 50_000  # differing codes one run keeps for its other serial checks
 STREAM_ROWS = 5000
 SUMMARY_WORK_MEM = "64MB"
@@ -116,45 +121,46 @@ def compare(check: Check, target, only: str | None = None, batch: int = BATCH_SI
 
 # --------------------------------------------------------------------------- bucketed (PostgreSQL)
 _TENANT_FROM = "serial_registry r LEFT JOIN hatthasilpa_job j ON j.id = r.job_id"
-_TENANT_CANON = ("r.serial_code || '|' || r.sku || '|' || coalesce(j.job_code, '') || '|' || r.token_id::text "
-                 "|| '|' || r.status")
-_CORE_CANON = "c.serial_code || '|' || c.sku || '|' || c.job_ref || '|' || c.token_ref || '|' || c.status"
 _TENANT_SELECT = ("r.serial_code, r.tenant_code, r.sku, r.job_id, j.job_code, r.token_id, r.mode, r.status, "
                   "r.created_at, r.updated_at")
 _CORE_SELECT = "c.serial_code, c.tenant_code, c.sku, c.job_ref, c.token_ref, c.mode, c.status, c.updated_at"
-
-
-# the differing buckets as a relation: a hash join, where ``= ANY(:array)`` would test each row against each bucket
-_DIFF = "unnest(CAST(:buckets AS bigint[])) AS d(b)"
-
-
-def _bucket(code: str, buckets: int) -> str:
-    return f"(hashtextextended({code}, 0) & {buckets - 1})"
+# the differing buckets, matched through the registries' bucket indexes (a hashed array on a full scan)
+_IN_DIFF = "{bucket} = ANY(CAST(:buckets AS bigint[]))"
 
 
 def summary_sql(side: str, buckets: int = BUCKETS) -> str:
-    """Per bucket: row count and checksum of the canonical rows (core: this tenant's rows only)."""
-    if side == "tenant":
-        return (f"SELECT {_bucket('r.serial_code', buckets)} AS b, count(*) AS n, "
-                f"sum(hashtextextended({_TENANT_CANON}, 1)) AS h FROM {_TENANT_FROM} GROUP BY 1")
-    return (f"SELECT {_bucket('c.serial_code', buckets)} AS b, count(*) AS n, "
-            f"sum(hashtextextended({_CORE_CANON}, 1)) AS h FROM serial_registry c "
-            f"WHERE c.tenant_code = :tenant_code GROUP BY 1")
+    """Per bucket: row count and checksum of the canonical rows, computed from the registry itself."""
+    return digest.recompute_sql(side, buckets)
 
 
-def _summary(conn: sa.Connection, side: str, tenant_code: str, buckets: int) -> dict[int, tuple]:
+def _summary(conn: sa.Connection, side: str, tenant_code: str, buckets: int, full: bool) -> dict[int, tuple]:
+    """One side's summary: the digest kept on write, or (``full``, or no digest) computed from the
+    registry; a full pass also holds the digest against the computed summary."""
+    params = {"tenant_code": tenant_code}
+    stored = None
+    if buckets == BUCKETS and digest.kept(conn):
+        stored = {b: (n, h) for b, n, h in conn.execute(sa.text(digest.stored_sql(side)), params)}
+        if not full:
+            return stored
     # the buckets' aggregate states fit in memory instead of spilling (transaction-local, read-only safe)
     # and are computed without JIT, whose compile time the planner's guess of a million groups invites
     conn.execute(sa.text("SELECT set_config('work_mem', :mem, true), set_config('jit', 'off', true)"),
                  {"mem": SUMMARY_WORK_MEM})
-    return {b: (n, h) for b, n, h in conn.execute(sa.text(summary_sql(side, buckets)), {"tenant_code": tenant_code})}
+    computed = {b: (n, h) for b, n, h in conn.execute(sa.text(summary_sql(side, buckets)), params)}
+    if stored is not None and stored != computed:
+        drifted = sum(1 for b in stored.keys() | computed.keys() if stored.get(b) != computed.get(b))
+        raise DigestDrift(f"the {side} serial digest of tenant {tenant_code} disagrees with its registry in "
+                          f"{drifted} buckets (a write bypassed its triggers); rebuild it with "
+                          f"`hatthasilpa db rebuild-digest --tenant {tenant_code}`")
+    return computed
 
 
 def summaries(target, buckets: int = BUCKETS) -> tuple[dict, dict]:
-    """Both sides' bucket summaries, computed at the same time by the two databases."""
+    """Both sides' bucket summaries, read at the same time from the two databases."""
+    full = bool(target.params.get("full_reconcile"))
     with ThreadPoolExecutor(max_workers=1) as pool:
-        tenant = pool.submit(_summary, target.tenant, "tenant", target.tenant_code, buckets)
-        core = _summary(target.core, "core", target.tenant_code, buckets)
+        tenant = pool.submit(_summary, target.tenant, "tenant", target.tenant_code, buckets, full)
+        core = _summary(target.core, "core", target.tenant_code, buckets, full)
         return tenant.result(), core
 
 
@@ -208,12 +214,13 @@ def _differing(target, buckets: int) -> Iterator[tuple[str, list[dict], list[dic
     if not diff:
         return
     params = {"buckets": diff, "tenant_code": target.tenant_code}
+    tenant_in = _IN_DIFF.format(bucket=digest.bucket_sql("r.serial_code", buckets))
+    core_in = _IN_DIFF.format(bucket=digest.bucket_sql("c.serial_code", buckets))
     tenant_rows = _by_code(_stream(target.tenant, (
-        f"SELECT {_TENANT_SELECT} FROM {_TENANT_FROM} JOIN {_DIFF} ON d.b = {_bucket('r.serial_code', buckets)} "
-        f'ORDER BY r.serial_code COLLATE "C"'), params))
+        f'SELECT {_TENANT_SELECT} FROM {_TENANT_FROM} WHERE {tenant_in} ORDER BY r.serial_code COLLATE "C"'), params))
     core_rows = _by_code(_stream(target.core, (
-        f"SELECT {_CORE_SELECT} FROM serial_registry c JOIN {_DIFF} ON d.b = {_bucket('c.serial_code', buckets)} "
-        f'WHERE c.tenant_code = :tenant_code ORDER BY c.serial_code COLLATE "C"'), params))
+        f"SELECT {_CORE_SELECT} FROM serial_registry c WHERE c.tenant_code = :tenant_code AND {core_in} "
+        f'ORDER BY c.serial_code COLLATE "C"'), params))
     pending: list[tuple[str, list[dict]]] = []  # tenant codes core holds for no row of this tenant
 
     def flush():

@@ -17,6 +17,11 @@ class CheckTimeout(Exception):
     The runner records it as the check's error result; it never leaves the runner."""
 
 
+class DigestDrift(Exception):
+    """The full reconciliation pass found a serial digest that disagrees with its registry
+    (a write bypassed the digest's triggers); recorded as the check's error result."""
+
+
 class AuditTampered(Refused):
     """``audit verify`` found an entry of the audit log edited, deleted or out of order."""
 

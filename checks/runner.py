@@ -163,14 +163,14 @@ Progress = Callable[[str, str, int, int, "CheckResult | None"], None]
 def run_tenant(settings: Settings, tenant_code: str, checks: Iterable[Check], *, now: dt.datetime | None = None,
                thresholds: dict | None = None, sample_size: int = DEFAULT_SAMPLE_SIZE,
                timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS, progress: Progress | None = None,
-               position: tuple[int, int] = (0, 0)) -> list[CheckResult]:
+               position: tuple[int, int] = (0, 0), full_reconcile: bool = False) -> list[CheckResult]:
     checks = list(checks)
     done, total = position
     results = []
     with get_engine(settings.tenant_url(tenant_code)).connect() as tconn, \
             get_engine(settings.core_url).connect() as cconn:
         with read_only(cconn, timeout_seconds):
-            params = tenant_params(cconn, tenant_code, now, thresholds)
+            params = {**tenant_params(cconn, tenant_code, now, thresholds), "full_reconcile": full_reconcile}
         shared: dict = {}
         for check in checks:
             if progress:
@@ -188,9 +188,10 @@ def run_checks(settings: Settings, tenants: list[str] | None = None,
                thresholds: dict | None = None, sample_size: int = DEFAULT_SAMPLE_SIZE,
                timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS, progress: Progress | None = None,
                record: bool = True, trigger: str = "cli", checks: list[Check] | None = None,
-               plan_id: str | None = None) -> RunReport:
+               plan_id: str | None = None, full_reconcile: bool = False) -> RunReport:
     """Run checks on tenants (every registered tenant when None) and record them in the monitor store
-    (a repair's re-check names its ``plan_id``)."""
+    (a repair's re-check names its ``plan_id``). ``full_reconcile`` computes the serial summaries from
+    the registries instead of their digests, and holds each digest against them."""
     selected = checks if checks is not None else catalogue.select(check_ids, fast_only=fast_only)
     codes = [registry.get_tenant(settings, t)["tenant_code"] for t in dict.fromkeys(tenants)] if tenants \
         else [t["tenant_code"] for t in registry.list_tenants(settings)]
@@ -201,7 +202,7 @@ def run_checks(settings: Settings, tenants: list[str] | None = None,
         try:
             results += run_tenant(settings, code, selected, now=now, thresholds=thresholds,
                                   sample_size=sample_size, timeout_seconds=timeout_seconds, progress=progress,
-                                  position=(i * len(selected), total))
+                                  position=(i * len(selected), total), full_reconcile=full_reconcile)
         except Exception as exc:  # an unreachable tenant is recorded; the other tenants still run
             results += unreachable(code, selected, exc)
     report = RunReport(run_id=None, started_at=started, finished_at=utcnow(), results=results)

@@ -52,7 +52,7 @@ from typing import Callable
 import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError
 
-from . import registry
+from . import digest, registry
 from .db import Settings, dialect_insert, get_engine, is_postgres
 from .errors import ValidationError
 from .faults import fault_point
@@ -274,7 +274,17 @@ def relay_tenant(tenant_engine: sa.Engine, core_engine: sa.Engine, tenant_code: 
     if progress and backlog > options.batch_size:
         progress(f"outbox relay: {tenant_code}: done, {tally.published} published, {tally.failed} failed "
                  f"in {time.monotonic() - started:.1f} s")
+    if tally.published:
+        fold_digests(tenant_engine, core_engine, tenant_code)
     return tally
+
+
+def fold_digests(tenant_engine: sa.Engine, core_engine: sa.Engine, tenant_code: str) -> None:
+    """Fold the serial digests' delta rows on both sides (PostgreSQL), so reading them stays cheap."""
+    for engine, side in ((tenant_engine, "tenant"), (core_engine, "core")):
+        with engine.connect() as conn, conn.begin():
+            if digest.kept(conn):
+                digest.compact(conn, side, tenant_code)
 
 
 def _tenant_codes(settings: Settings, tenant_codes: list[str] | None) -> list[str]:

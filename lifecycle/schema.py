@@ -271,6 +271,19 @@ serial_registry = sa.Table(
     sa.Index("ix_serial_registry_temp", "serial_code", postgresql_where=sa.text("mode = 'TEMP'"),
              sqlite_where=sa.text("mode = 'TEMP'")),
     sa.Index("ix_serial_registry_created_at", "created_at"),
+    # the reconciliation reads the rows of a serial digest's differing buckets (lifecycle/digest.py)
+    sa.Index("ix_serial_registry_bucket", sa.text("(hashtextextended(serial_code, 0) & 65535)")).ddl_if(
+        dialect="postgresql"),
+)
+
+# Per bucket of serial codes, the registry's row count and checksum, appended on write by
+# triggers and folded by the relay (lifecycle/digest.py; PostgreSQL only, empty on SQLite).
+serial_digest = sa.Table(
+    "serial_digest", tenant_metadata,
+    sa.Column("bucket", sa.Integer, nullable=False),
+    sa.Column("n", sa.BigInteger, nullable=False),
+    sa.Column("h", sa.Numeric, nullable=False),
+    sa.Index("ix_serial_digest_bucket", "bucket"),
 )
 
 serial_sequence = sa.Table(
@@ -381,6 +394,18 @@ core_serial_registry = sa.Table(
     sa.CheckConstraint(_in("mode", SerialMode), name="mode"),
     sa.CheckConstraint(_in("status", SerialStatus), name="status"),
     sa.Index("ix_serial_registry_tenant_code", "tenant_code"),
+    sa.Index("ix_serial_registry_tenant_bucket", "tenant_code",
+             sa.text("(hashtextextended(serial_code, 0) & 65535)")).ddl_if(dialect="postgresql"),
+)
+
+# Core's serial digest, per tenant and bucket (lifecycle/digest.py).
+core_serial_digest = sa.Table(
+    "serial_digest", core_metadata,
+    sa.Column("tenant_code", sa.String(32), nullable=False),
+    sa.Column("bucket", sa.Integer, nullable=False),
+    sa.Column("n", sa.BigInteger, nullable=False),
+    sa.Column("h", sa.Numeric, nullable=False),
+    sa.Index("ix_serial_digest_tenant_bucket", "tenant_code", "bucket"),
 )
 
 # One row per outbox event the relay delivered to core: proof of what core received and

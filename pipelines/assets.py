@@ -15,7 +15,7 @@ from reconcile.metrics import SOURCES
 
 from .checks import GX_SPECS, HISTORY_CHECKS, LIVE_CHECKS, RECONCILIATION_CHECKS, check_result, gx_check_name, specs
 from .errors import as_failure
-from .partitions import tenant_partitions
+from .partitions import FULL_RECONCILE_TAG, tenant_partitions
 from .resources import CoreDatabase, MonitorStore, Pushgateway, TenantDatabases, store_settings
 
 
@@ -53,7 +53,7 @@ def run_catalogue(context: AssetExecutionContext, checks, core_db, tenant_dbs, m
 
     try:
         report = run_checks(settings, tenants=[context.partition_key], checks=checks, trigger="dagster",
-                            progress=progress)
+                            progress=progress, full_reconcile=context.run.tags.get(FULL_RECONCILE_TAG) == "true")
     except HatthasilpaError as exc:
         raise as_failure(exc) from exc
     return _materialization(context, report, pushgateway, settings)

@@ -12,6 +12,12 @@ def db_upgrade(ctx: Context) -> dict:
     return stores.upgrade_all(ctx.settings)
 
 
+def db_rebuild_digest(ctx: Context) -> dict:
+    from lifecycle import digest
+
+    return digest.rebuild_tenant(ctx.settings, ctx.args.tenant)
+
+
 def tenant_add(ctx: Context) -> dict:
     a = ctx.args
     return registry.add_tenant(ctx.settings, a.code, name=a.name, is_test=a.test, actor=ctx.actor)
@@ -33,6 +39,10 @@ def run_doctor(ctx: Context) -> dict:
 def register(sub) -> None:
     db = group(sub, "db", "database schema")
     db.add_parser("upgrade", help="migrate core, monitor and every tenant DB").set_defaults(handler=db_upgrade)
+    p = db.add_parser("rebuild-digest", help="recompute a tenant's serial digests (tenant and core) from the "
+                                              "registries, after writes that bypassed their triggers")
+    p.add_argument("--tenant", required=True)
+    p.set_defaults(handler=db_rebuild_digest)
 
     tenant = group(sub, "tenant", "tenants")
     p = tenant.add_parser("add", help="register a tenant in core and migrate its DB")

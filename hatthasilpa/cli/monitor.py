@@ -73,7 +73,8 @@ def check_run(ctx: Context) -> dict:
     catalogue.select(a.check)  # unknown ids are bad input before anything runs
     settings = app_settings.for_checks()
     report = run_checks(settings, a.tenant, a.check, fast_only=a.fast, sample_size=a.sample,
-                        timeout_seconds=a.timeout, progress=None if a.json else StderrProgress())
+                        timeout_seconds=a.timeout, progress=None if a.json else StderrProgress(),
+                        full_reconcile=a.full_reconcile)
     data = report.to_dict()
     if a.gx:
         from checks import gx  # Great Expectations loads only when asked for
@@ -135,6 +136,9 @@ def register(sub) -> None:
     p.add_argument("--sample", type=whole_number, default=20, help="rows kept per check (default 20)")
     p.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT_SECONDS,
                    help=f"seconds per check (default {DEFAULT_TIMEOUT_SECONDS:.0f}); a check past it is an error")
+    p.add_argument("--full-reconcile", action="store_true",
+                   help="compute the serial summaries from both registries instead of their digests "
+                        "(a check errors where a digest drifted)")
     p.add_argument("--fail-on", choices=[s.value for s in Severity],
                    help="exit 3 (CHECKS_FAILED) on a finding at or above this severity, or a check error")
     json_flag(p)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import IntegrityError, InternalError
 
 from lifecycle import services
+from lifecycle.constraints import violated_constraint
 from lifecycle.errors import InvalidTransition, MixedTokenStates, ValidationError
 
 
@@ -135,7 +136,8 @@ def test_scrapped_token_never_changes_status_again_even_by_raw_sql(factory):
     job(factory, "cancel")
     for sql in ("UPDATE flow_token SET status = 'ready', scrapped_at = NULL",
                 "UPDATE flow_token SET status = 'completed', scrapped_at = NULL, completed_at = CURRENT_TIMESTAMP"):
-        with pytest.raises(DBAPIError):
+        # the trigger refuses (PostgreSQL: RAISE EXCEPTION; SQLite: RAISE(ABORT)), not a CHECK
+        with pytest.raises((InternalError, IntegrityError), match="scrapped token never changes status again"):
             with factory.tenant_engine().begin() as conn:
                 conn.execute(sa.text(sql))
     assert factory.scalar("SELECT count(*) FROM flow_token WHERE status = 'scrapped'") == 3
@@ -144,22 +146,25 @@ def test_scrapped_token_never_changes_status_again_even_by_raw_sql(factory):
 def test_database_allows_one_active_instance_per_job(factory):
     create_job(factory)
     job(factory, "start")
-    with pytest.raises(DBAPIError):
+    with pytest.raises(IntegrityError) as refused:
         with factory.tenant_engine().begin() as conn:
             conn.execute(sa.text("INSERT INTO job_graph_instance (job_id, graph_id, status) "
                                  "SELECT job_id, graph_id, 'active' FROM job_graph_instance"))
+    assert violated_constraint(refused.value) == "ux_job_graph_instance_one_active"
 
 
 def test_status_timestamp_pairs_are_checked(factory):
     create_job(factory)
     job(factory, "start")
-    for sql in ("UPDATE flow_token SET status = 'completed'",  # completed without completed_at
-                "UPDATE job_graph_instance SET status = 'archived'",  # archived without archived_at
-                "UPDATE hatthasilpa_job SET quantity = 0",
-                "UPDATE flow_token SET status = 'lost'"):
-        with pytest.raises(DBAPIError):
+    for sql, constraint in (
+            ("UPDATE flow_token SET status = 'completed'", "ck_flow_token_completed_at"),
+            ("UPDATE job_graph_instance SET status = 'archived'", "ck_job_graph_instance_archived_at"),
+            ("UPDATE hatthasilpa_job SET quantity = 0", "ck_hatthasilpa_job_quantity_positive"),
+            ("UPDATE flow_token SET status = 'lost'", "ck_flow_token_status")):
+        with pytest.raises(IntegrityError) as refused:
             with factory.tenant_engine().begin() as conn:
                 conn.execute(sa.text(sql))
+        assert violated_constraint(refused.value) == constraint, sql
 
 
 def test_every_token_status_change_appends_an_event(factory):

@@ -40,23 +40,29 @@ def test_concurrent_session_starts_on_one_token_sqlite(sqlite_factory):
     _one_session_race(sqlite_factory, rounds=10, width=8)
 
 
-def _operator_race(stores, rounds):
-    for round_ in range(rounds):
-        first, second = started(stores, f"OP{round_}", 2)
-        operator = f"nok{round_}"
-        results, errors = race([in_uow(stores, sessions.start, first, operator),
-                                     in_uow(stores, sessions.start, second, operator)])
-        assert sorted(errors, key=str) == sorted([None, "OPERATOR_BUSY"], key=str), errors
-        assert stores.scalar("SELECT count(*) FROM token_work_session WHERE operator_id = :o "
-                             "AND status = 'active'", o=operator) == 1
+def _operator_round(stores, round_):
+    first, second = started(stores, f"OP{round_}", 2)
+    operator = f"nok{round_}"
+    results, errors = race([in_uow(stores, sessions.start, first, operator),
+                            in_uow(stores, sessions.start, second, operator)])
+    assert sorted(errors, key=str) == sorted([None, "OPERATOR_BUSY"], key=str), errors
+    assert stores.scalar("SELECT count(*) FROM token_work_session WHERE operator_id = :o "
+                         "AND status = 'active'", o=operator) == 1
+    won = first if results[0] is not None else second
+    assert stores.scalar("SELECT token_id FROM token_work_session WHERE operator_id = :o", o=operator) == won
+    return "first token" if won == first else "second token"
+
+
+def _operator_race(stores, rounds, max_rounds):
+    both_orderings(lambda i: _operator_round(stores, i), {"first token", "second token"}, rounds, max_rounds)
 
 
 def test_operator_racing_two_starts_gets_one_operator_busy_postgres(pg_factory):
-    _operator_race(pg_factory, 30)
+    _operator_race(pg_factory, 20, 120)
 
 
 def test_operator_racing_two_starts_gets_one_operator_busy_sqlite(sqlite_factory):
-    _operator_race(sqlite_factory, 10)
+    _operator_race(sqlite_factory, 10, 60)
 
 
 def _manager_round(stores, round_):

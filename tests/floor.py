@@ -28,7 +28,7 @@ from lifecycle import outbox, serials, services
 from lifecycle.db import get_engine
 from lifecycle.schema import (flow_token, hatthasilpa_job, routing_node, serial_outbox, serial_registry,
                               token_assignment, token_event, token_work_session)
-from lifecycle.uow import as_utc, utcnow
+from lifecycle.uow import utcnow
 
 TENANT = "atelier"
 HOUR = dt.timedelta(hours=1)
@@ -104,35 +104,6 @@ def work_on(floor: Floor, token_id: int, operator: str, status: str = "active",
         conn.execute(token_event.insert().values(token_id=token_id, event_type="session_started", from_status="ready",
                                                  to_status=status, actor=operator, at=started, created_at=started))
     return session, assignment
-
-
-def pause(floor: Floor, session_id: int, paused: bool = True) -> None:
-    """Pause an active session (or resume a paused one), token status alongside."""
-    source, target = ("active", "paused") if paused else ("paused", "active")
-    now = utcnow()
-    with floor.tenant.begin() as conn:
-        token_id = conn.execute(token_work_session.update().where(
-            token_work_session.c.id == session_id, token_work_session.c.status == source).values(
-            status=target, updated_at=now, **({} if paused else {"resumed_at": now}))
-            .returning(token_work_session.c.token_id)).scalar_one()
-        conn.execute(flow_token.update().where(flow_token.c.id == token_id).values(status=target, updated_at=now))
-
-
-def complete(floor: Floor, session_id: int, next_node: str | None) -> None:
-    """Close an active session: token ready on ``next_node``, or completed (with its serial) when None."""
-    now = utcnow()
-    with floor.tenant.begin() as conn:
-        session = conn.execute(sa.select(token_work_session).where(token_work_session.c.id == session_id)).one()
-        conn.execute(token_work_session.update().where(token_work_session.c.id == session_id).values(
-            status="closed", ended_at=max(now, as_utc(session.started_at)),
-            work_seconds=60, close_reason="completed", updated_at=now))
-        conn.execute(token_assignment.update().where(token_assignment.c.id == session.assignment_id)
-                     .values(status="done", updated_at=now))
-        values = {"status": "completed", "completed_at": now} if next_node is None else \
-            {"status": "ready", "current_node_id": floor.node(next_node)}
-        conn.execute(flow_token.update().where(flow_token.c.id == session.token_id).values(updated_at=now, **values))
-    if next_node is None:
-        complete_serial(floor, session.token_id, now)
 
 
 def finish(floor: Floor, token_id: int, operator: str, next_node: str | None) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from lifecycle.errors import HatthasilpaError
@@ -36,3 +37,18 @@ def in_uow(stores, fn, *args, **kwargs):
             uow.commit()
             return result
     return call
+
+
+def both_orderings(round_, wanted, rounds: int, max_rounds: int) -> Counter:
+    """Race ``round_(i)`` (which returns the outcome it observed) at least ``rounds`` times and until
+    every outcome in ``wanted`` has occurred, at most ``max_rounds`` times; return the outcome counts.
+
+    A race test that only ever sees one ordering proves nothing about the other: this fails
+    unless each wanted ordering happened (each round asserts its own outcome is a legal one)."""
+    seen: Counter = Counter()
+    for i in range(max_rounds):
+        if i >= rounds and set(wanted) <= set(seen):
+            break
+        seen[round_(i)] += 1
+    assert set(wanted) <= set(seen), f"after {sum(seen.values())} rounds only {dict(seen)} occurred"
+    return seen

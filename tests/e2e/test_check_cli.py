@@ -6,7 +6,10 @@ import json
 import os
 import subprocess
 
-from checks import CHECK_IDS
+import sqlalchemy as sa
+
+from checks import CHECK_IDS, Severity, get
+from lifecycle.db import get_engine
 from tests.e2e.test_cli import EXE, hs
 from tests.faults import FAULTS
 from tests.floor import build_clean_floor
@@ -88,3 +91,44 @@ def test_check_run_fail_on(factory):
     assert code == 3 and body["error"]["code"] == "CHECKS_FAILED"
     assert "atelier/mixed_token_states" in body["error"]["details"]["failing"]
     assert json.dumps(body)
+
+
+def _recorded_run(stores, run_id: int) -> tuple:
+    with get_engine(stores.settings.monitor_url).connect() as conn:
+        run = conn.execute(sa.text("SELECT status, violation_count, error_count FROM check_run WHERE id = :r"),
+                           {"r": run_id}).one()
+        findings = conn.execute(sa.text("SELECT check_id, count, error IS NOT NULL FROM finding WHERE run_id = :r"),
+                                {"r": run_id}).all()
+    return tuple(run), [tuple(f) for f in findings]
+
+
+def test_fail_on_fails_at_and_below_the_finding_severity_and_passes_above_it(factory):
+    """assignment_without_token is an `error` finding: --fail-on warning and error fail, critical passes;
+    a failing run is recorded all the same."""
+    floor = build_clean_floor(factory)
+    assert get("assignment_without_token").severity is Severity.ERROR
+    found = len(FAULTS["assignment_without_token"].apply(floor))
+    for threshold, fails in (("warning", True), ("error", True), ("critical", False)):
+        code, body = factory.cli("check", "run", "--check", "assignment_without_token", "--fail-on", threshold,
+                                 "--json")
+        if not fails:
+            assert code == 0 and body["data"]["results"][0]["count"] == found, threshold
+            continue
+        assert (code, body["error"]["code"]) == (3, "CHECKS_FAILED"), threshold
+        details = body["error"]["details"]
+        assert details["failing"] == ["atelier/assignment_without_token"]
+        assert _recorded_run(factory, details["run_id"]) == (
+            ("finished", found, 0), [("assignment_without_token", found, False)])
+
+
+def test_fail_on_fails_on_an_errored_check_whatever_the_threshold(factory):
+    build_clean_floor(factory)
+    with factory.tenant_engine().begin() as conn:
+        conn.execute(sa.text("DROP VIEW work_queue"))  # the check's query can no longer run
+    code, body = factory.cli("check", "run", "--check", "work_queue_pollution", "--fail-on", "critical", "--json")
+    assert (code, body["error"]["code"]) == (3, "CHECKS_FAILED")
+    details = body["error"]["details"]
+    assert details["failing"] == ["atelier/work_queue_pollution"]
+    assert _recorded_run(factory, details["run_id"]) == (("finished", 0, 1), [("work_queue_pollution", 0, True)])
+    code, body = factory.cli("check", "run", "--check", "work_queue_pollution", "--json")
+    assert code == 0 and body["data"]["errors"] == 1  # without --fail-on an errored run still exits 0

@@ -134,11 +134,11 @@ def test_bad_input_gets_the_right_code_and_writes_nothing(factory, tmp_path, cas
         "unknown tenant": (2, "NOT_FOUND", ["job", "start", "--tenant", "ghost", "J1"]),
     }
     exit_code, error_code, args = cases[case]
-    before = factory.counts()
+    before = factory.contents()
     code, body = factory.cli(*args)
     assert (code, body["error"]["code"]) == (exit_code, error_code), body
     assert body["error"]["message"] and body["error"]["hint"]
-    assert factory.counts() == before
+    assert factory.contents() == before
 
 
 def test_logs_go_to_stderr_only(stores):

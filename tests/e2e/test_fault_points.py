@@ -26,9 +26,9 @@ import pytest
 import sqlalchemy as sa
 
 from lifecycle import faults
+from tests.contents import dump_all
 from tests.e2e.test_cli import EXE
 from tests.e2e.test_outbox_crash import relay_env
-from tests.repair_support import dump_all
 from tests.serial_support import assert_core_equals_tenant
 
 TIMEOUT = 120

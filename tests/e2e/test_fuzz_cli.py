@@ -31,7 +31,7 @@ from hatthasilpa import cli
 from lifecycle import graphs
 from lifecycle.db import TENANT_CODE_RE
 from lifecycle.errors import ValidationError
-from tests.repair_support import dump_all
+from tests.contents import dump_all
 
 EXAMPLES = int(os.environ.get("HATTHASILPA_FUZZ_EXAMPLES", "6"))
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None, database=None,

@@ -23,7 +23,7 @@ from hatthasilpa import cli, demo
 from lifecycle import constraints, graphs
 from lifecycle.db import Settings, display_url, get_engine
 from tests.conftest import LINEAR_GRAPH
-from tests.repair_support import dump_all
+from tests.contents import dump_all
 
 
 def refused(stores, *args, code="VALIDATION_ERROR", exit_code=2) -> dict:

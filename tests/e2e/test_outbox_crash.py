@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections import Counter
 
@@ -26,9 +27,26 @@ def relay_env(stores, fault: str | None = None) -> dict:
     return env
 
 
+DEADLINE = 120  # seconds a relay process may run before the test kills it and fails
+
+
 def relay(stores, *args, fault=None) -> subprocess.CompletedProcess:
+    """One relay run to its end; past the deadline it is killed and the test fails (TimeoutExpired)."""
     return subprocess.run([EXE, "outbox", "relay", *map(str, args)], capture_output=True, text=True,
-                          env=relay_env(stores, fault), timeout=120)
+                          env=relay_env(stores, fault), timeout=DEADLINE)
+
+
+def outputs_of(procs) -> list[tuple[str, str]]:
+    """Every process's (stdout, stderr); one still running at the deadline is killed, with the others,
+    and the test fails instead of hanging."""
+    deadline = time.monotonic() + DEADLINE
+    try:
+        return [p.communicate(timeout=max(0.0, deadline - time.monotonic())) for p in procs]
+    except subprocess.TimeoutExpired as exc:
+        for p in procs:
+            p.kill()
+            p.wait()
+        raise AssertionError(f"a relay was still running after {DEADLINE} s: {exc.cmd}") from exc
 
 
 def make_backlog(stores, jobs: int, quantity: int, cancel: bool = False) -> None:
@@ -79,7 +97,7 @@ def test_two_relays_at_once_publish_a_10k_backlog_exactly_once(pg_factory):
     started = time.perf_counter()
     procs = [subprocess.Popen([EXE, "outbox", "relay", "--batch-size", "200"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=relay_env(pg_factory)) for _ in range(2)]
-    outputs = [p.communicate(timeout=120) for p in procs]
+    outputs = outputs_of(procs)
     elapsed = time.perf_counter() - started
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]
     summaries = [json.loads(out)["data"] for out, _ in outputs]
@@ -97,12 +115,14 @@ def test_follow_relays_new_events_pass_after_pass_until_sigterm(factory):
     make_backlog(factory, jobs=1, quantity=3)
     proc = subprocess.Popen([EXE, "outbox", "relay", "--follow", "--interval", "0.05"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=relay_env(factory))
+    stuck = threading.Timer(DEADLINE, proc.kill)  # a relay that stops reporting ends the stderr read below
+    stuck.start()
     try:
         def next_pass() -> str:  # the relay's own stderr says when a pass has published
             for line in proc.stderr:
                 if ": pass " in line:
                     return line
-            raise AssertionError(f"relay ended early: {proc.wait()}")
+            raise AssertionError(f"relay ended early (killed after {DEADLINE} s if stuck): {proc.wait()}")
 
         assert "3 published" in next_pass()
         assert_core_equals_tenant(factory)
@@ -110,8 +130,9 @@ def test_follow_relays_new_events_pass_after_pass_until_sigterm(factory):
         assert "3 published" in next_pass()
         assert_core_equals_tenant(factory)
     finally:
+        stuck.cancel()
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
+        out, _ = outputs_of([proc])[0]
     assert proc.returncode == 0
     summary = json.loads(out)["data"]
     assert summary["published"] == 6 and summary["passes"] >= 2
@@ -121,7 +142,7 @@ def test_two_relays_on_sqlite_take_turns_on_the_write_lock_and_publish_once(sqli
     make_backlog(sqlite_factory, jobs=4, quantity=500)
     procs = [subprocess.Popen([EXE, "outbox", "relay", "--batch-size", "100"], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env=relay_env(sqlite_factory)) for _ in range(2)]
-    outputs = [p.communicate(timeout=120) for p in procs]
+    outputs = outputs_of(procs)
     assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]
     assert sum(json.loads(out)["data"]["published"] for out, _ in outputs) == 2_000
     assert_core_equals_tenant(sqlite_factory)

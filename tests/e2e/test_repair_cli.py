@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 
+import sqlalchemy as sa
+
+from tests.contents import dump_stores
 from tests.e2e.test_check_cli import table
 from tests.e2e.test_cli import EXE, hs
 from tests.faults import FAULTS
 from tests.floor import build_clean_floor
-from tests.repair_support import dump_stores
 from tests.repair_support import audit_chain_intact_afterwards  # noqa: F401 - verifies the audit log after each test
 
 
@@ -82,9 +85,17 @@ def test_two_applies_of_one_plan_at_once_apply_each_row_once(pg_factory):
            "HATTHASILPA_TENANT_URL_TEMPLATE": pg_factory.settings.tenant_url_template,
            "HATTHASILPA_MONITOR_URL": pg_factory.settings.monitor_url}
     args = [EXE, "repair", "apply", plan["plan_id"], "--execute", "--batch-size", "1", "--json"]
-    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for _ in range(2)]
-    outs = [p.communicate(timeout=180) for p in procs]
+    tokens = [r["key"]["token_id"] for r in plan["rows"] if "token_id" in r["key"]]
+    assigned = [r["key"]["assignment_id"] for r in plan["rows"] if "assignment_id" in r["key"]]
+    with pg_factory.tenant_engine().connect() as holder, pg_factory.tenant_engine().connect() as watcher:
+        with holder.begin():  # the test holds every target row, so both applies wait on the first at once
+            holder.execute(sa.text("SELECT id FROM flow_token WHERE id = ANY(:t) FOR UPDATE"), {"t": tokens})
+            holder.execute(sa.text("SELECT id FROM token_assignment WHERE id = ANY(:a) FOR UPDATE"), {"a": assigned})
+            procs = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+                     for _ in range(2)]
+            waiting = _lock_waiters(watcher, procs, 2)
+        outs = [p.communicate(timeout=180) for p in procs]
+    assert len(waiting) == 2  # both applies were in flight together, blocked on the same rows
     assert [p.returncode for p in procs] == [0, 0], [o[1][-2000:] for o in outs]
     reports = [json.loads(o[0])["data"] for o in outs]
     assert sum(r["applied"] for r in reports) == len(expected)
@@ -95,6 +106,23 @@ def test_two_applies_of_one_plan_at_once_apply_each_row_once(pg_factory):
     events = pg_factory.rows("SELECT token_id, count(*) FROM token_event WHERE event_type = 'scrapped_by_repair' "
                              "GROUP BY token_id")
     assert events and all(n == 1 for _, n in events)
+
+
+def _lock_waiters(watcher, procs, count: int, deadline_seconds: float = 120) -> list[int]:
+    """The tenant backends waiting on a row lock, once ``count`` of them are; fails at the deadline
+    or when an apply ends before it waits."""
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        pids = watcher.execute(sa.text(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND wait_event_type = 'Lock' AND query ILIKE '%FOR UPDATE%'")).scalars().all()
+        watcher.rollback()  # a fresh snapshot of pg_stat_activity on the next read
+        if len(pids) >= count:
+            return pids
+        ended = [p.args for p in procs if p.poll() is not None]
+        assert not ended and time.monotonic() < deadline, (pids, ended, [p.communicate()[1][-2000:] for p in procs
+                                                                         if p.poll() is not None])
+        time.sleep(0.05)  # polling the server's own view of who waits, not guessing a duration
 
 
 def test_four_eyes_the_planner_may_not_approve_their_own_plan(factory):

@@ -11,10 +11,10 @@ import urllib.request
 from dagster_graphql import DagsterGraphQLClient
 
 import reconcile
+from tests.contents import dump_stores
 from tests.e2e.test_dagster_ui import dagster_dev
 from tests.faults import FAULTS
 from tests.floor import build_clean_floor
-from tests.repair_support import dump_stores
 from tests.repair_support import audit_chain_intact_afterwards  # noqa: F401 - verifies the audit log after each test
 
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}

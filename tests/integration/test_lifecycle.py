@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import IntegrityError, InternalError
 
 from lifecycle import services
+from lifecycle.constraints import violated_constraint
 from lifecycle.errors import InvalidTransition, MixedTokenStates, ValidationError
 
 
@@ -41,11 +42,11 @@ def test_start_creates_instance_and_spawns_quantity_ready_tokens_on_start_node(f
 def test_repeated_start_is_a_noop_returning_the_same_set(factory):
     create_job(factory)
     first = job(factory, "start")[1]["data"]
-    before = factory.counts()
+    before = factory.contents()
     second = job(factory, "start")[1]["data"]
     assert second["spawned"] is False
     assert second["token_ids"] == first["token_ids"] and second["instance_id"] == first["instance_id"]
-    assert factory.counts() == before
+    assert factory.contents() == before
 
 
 def test_cancel_is_a_hard_reset_and_twice_is_a_noop(factory):
@@ -61,10 +62,10 @@ def test_cancel_is_a_hard_reset_and_twice_is_a_noop(factory):
     assert factory.scalar("SELECT status FROM hatthasilpa_job") == "cancelled"
     assert factory.scalar("SELECT count(*) FROM token_event WHERE event_type = 'scrapped_by_cancel' "
                           "AND from_status = 'ready' AND to_status = 'scrapped'") == 3
-    before = factory.counts()
+    before = factory.contents()
     code, body = job(factory, "cancel")
     assert code == 0 and body["data"]["cancelled"] is False
-    assert factory.counts() == before
+    assert factory.contents() == before
 
 
 def test_restart_after_restore_uses_a_new_instance_and_new_tokens(factory):
@@ -98,11 +99,11 @@ def test_mixed_scrapped_and_live_tokens_are_refused_and_nothing_is_written(facto
     with factory.tenant_engine().begin() as conn:
         conn.execute(sa.text("UPDATE flow_token SET status = 'scrapped', scrapped_at = CURRENT_TIMESTAMP "
                              "WHERE id = :i"), {"i": first["token_ids"][0]})
-    before = factory.counts()
+    before = factory.contents()
     code, body = job(factory, "start")
     assert code == 3 and body["error"]["code"] == "MIXED_TOKEN_STATES"
     assert "cancel" in body["error"]["hint"]
-    assert factory.counts() == before
+    assert factory.contents() == before
 
 
 @pytest.mark.parametrize("status, action, target", [
@@ -121,11 +122,11 @@ def test_refused_transitions_write_nothing(factory, status, action, target):
     create_job(factory)
     with factory.tenant_engine().begin() as conn:
         conn.execute(sa.text("UPDATE hatthasilpa_job SET status = :s"), {"s": status})
-    before = factory.counts()
+    before = factory.contents()
     code, body = job(factory, action)
     assert code == 3, body
     assert body["error"]["code"] == "INVALID_TRANSITION"
-    assert factory.counts() == before
+    assert factory.contents() == before
     assert factory.scalar("SELECT status FROM hatthasilpa_job") == status
 
 
@@ -135,7 +136,8 @@ def test_scrapped_token_never_changes_status_again_even_by_raw_sql(factory):
     job(factory, "cancel")
     for sql in ("UPDATE flow_token SET status = 'ready', scrapped_at = NULL",
                 "UPDATE flow_token SET status = 'completed', scrapped_at = NULL, completed_at = CURRENT_TIMESTAMP"):
-        with pytest.raises(DBAPIError):
+        # the trigger refuses (PostgreSQL: RAISE EXCEPTION; SQLite: RAISE(ABORT)), not a CHECK
+        with pytest.raises((InternalError, IntegrityError), match="scrapped token never changes status again"):
             with factory.tenant_engine().begin() as conn:
                 conn.execute(sa.text(sql))
     assert factory.scalar("SELECT count(*) FROM flow_token WHERE status = 'scrapped'") == 3
@@ -144,22 +146,25 @@ def test_scrapped_token_never_changes_status_again_even_by_raw_sql(factory):
 def test_database_allows_one_active_instance_per_job(factory):
     create_job(factory)
     job(factory, "start")
-    with pytest.raises(DBAPIError):
+    with pytest.raises(IntegrityError) as refused:
         with factory.tenant_engine().begin() as conn:
             conn.execute(sa.text("INSERT INTO job_graph_instance (job_id, graph_id, status) "
                                  "SELECT job_id, graph_id, 'active' FROM job_graph_instance"))
+    assert violated_constraint(refused.value) == "ux_job_graph_instance_one_active"
 
 
 def test_status_timestamp_pairs_are_checked(factory):
     create_job(factory)
     job(factory, "start")
-    for sql in ("UPDATE flow_token SET status = 'completed'",  # completed without completed_at
-                "UPDATE job_graph_instance SET status = 'archived'",  # archived without archived_at
-                "UPDATE hatthasilpa_job SET quantity = 0",
-                "UPDATE flow_token SET status = 'lost'"):
-        with pytest.raises(DBAPIError):
+    for sql, constraint in (
+            ("UPDATE flow_token SET status = 'completed'", "ck_flow_token_completed_at"),
+            ("UPDATE job_graph_instance SET status = 'archived'", "ck_job_graph_instance_archived_at"),
+            ("UPDATE hatthasilpa_job SET quantity = 0", "ck_hatthasilpa_job_quantity_positive"),
+            ("UPDATE flow_token SET status = 'lost'", "ck_flow_token_status")):
+        with pytest.raises(IntegrityError) as refused:
             with factory.tenant_engine().begin() as conn:
                 conn.execute(sa.text(sql))
+        assert violated_constraint(refused.value) == constraint, sql
 
 
 def test_every_token_status_change_appends_an_event(factory):
@@ -188,10 +193,10 @@ def test_idempotency_key_returns_first_result_and_rejects_other_parameters(facto
     job(factory, "cancel", "J1", "--idempotency-key", "req-2")
     again = job(factory, "start", "J1", "--idempotency-key", "req-1")[1]["data"]
     assert again["spawned"] is True and again["token_ids"] == first["token_ids"]
-    before = factory.counts()
+    before = factory.contents()
     code, body = job(factory, "start", "J2", "--idempotency-key", "req-1")
     assert code == 2 and body["error"]["code"] == "VALIDATION_ERROR"
-    assert factory.counts() == before
+    assert factory.contents() == before
     assert factory.scalar("SELECT status FROM hatthasilpa_job WHERE job_code = 'J2'") == "planned"
 
 

@@ -12,10 +12,10 @@ import reconcile
 from checks import run_checks
 from pipelines.definitions import defs
 from pipelines.repairs import repair_plans
+from tests.contents import dump_stores
 from tests.faults import FAULTS
 from tests.floor import build_clean_floor
 from tests.integration.test_pipelines import resources_for
-from tests.repair_support import dump_stores
 from tests.repair_support import audit_chain_intact_afterwards  # noqa: F401 - verifies the audit log after each test
 
 

@@ -14,13 +14,13 @@ import sqlalchemy as sa
 
 import reconcile
 from checks import get
-from lifecycle.schema import core_serial_registry, serial_registry
+from lifecycle.schema import core_serial_registry, flow_token, serial_registry, token_assignment
 from reconcile.errors import ApprovalRequired, PlanStale, PlanTenantMismatch
 from reconcile.schema import repair_plan
 from reconcile.repairs import REPAIRS
+from tests.contents import dump_stores
 from tests.faults import FAULTS
 from tests.floor import build_clean_floor, checks_target_run
-from tests.repair_support import dump_stores
 from tests.repair_support import audit_chain_intact_afterwards  # noqa: F401 - verifies the audit log after each test
 
 REPAIRABLE = sorted(REPAIRS)
@@ -38,6 +38,69 @@ def _corrupt_and_plan(factory, check):
     expected = FAULTS[check].apply(floor)
     planned = reconcile.plan(factory.settings, floor.tenant_code, [check], actor="tester")
     return floor, expected, planned
+
+
+# what the whole catalogue still finds right after a repair besides the guidance rows: the orphans of
+# J-BATCH were the whole set of its still-active instance, so scrapping them leaves that instance short
+# of the job's quantity (token_count_mismatch has guidance only: a person decides to spawn again)
+RESIDUE = {"orphan_token": {"token_count_mismatch": 1}}
+
+
+def _open_sessions(floor, token_id) -> list[int]:
+    """The token's open sessions, earliest first (the order ``close_later_sessions`` keeps by)."""
+    return list(floor.tenant_sql("SELECT id FROM token_work_session WHERE token_id = :t AND status IN "
+                                 "('active', 'paused') ORDER BY started_at, id", t=token_id).scalars())
+
+
+def _session(floor, session_id) -> tuple:
+    return tuple(floor.tenant_sql("SELECT s.status, s.close_reason, t.status FROM token_work_session s "
+                                  "JOIN flow_token t ON t.id = s.token_id WHERE s.id = :s", s=session_id).one())
+
+
+def _scrapped_with_serial_voided(floor, expected, _before) -> None:
+    with floor.tenant.connect() as conn:
+        rows = conn.execute(sa.select(flow_token.c.id, flow_token.c.status, flow_token.c.scrapped_at,
+                                      flow_token.c.serial_code).where(flow_token.c.id.in_(expected))).all()
+        codes = [r.serial_code for r in rows if r.serial_code is not None]
+        voided = set(conn.execute(sa.select(serial_registry.c.status)
+                                  .where(serial_registry.c.serial_code.in_(codes))).scalars())
+        still_assigned = conn.execute(sa.select(sa.func.count()).select_from(token_assignment).where(
+            token_assignment.c.token_id.in_(expected), token_assignment.c.status == "active")).scalar()
+    with floor.core.connect() as conn:
+        in_core = set(conn.execute(sa.select(core_serial_registry.c.status)
+                                   .where(core_serial_registry.c.serial_code.in_(codes))).scalars())
+    assert {(r.id, r.status, r.scrapped_at is not None) for r in rows} == {(t, "scrapped", True) for t in expected}
+    assert codes, "the orphans of the piece-mode job carry serials"
+    assert (voided, in_core) == ({"voided"}, {"voided"})  # the relay carried the void to core
+    assert still_assigned == 0
+
+
+def _kept_the_earliest_session(floor, expected, before) -> None:
+    for token in expected:
+        earliest, *later = before[token]
+        assert later, "the fault opened a second session"
+        assert _open_sessions(floor, token) == [earliest]
+        assert [_session(floor, s)[:2] for s in later] == [("closed", "closed_by_repair")] * len(later)
+
+
+def _closed_and_released(floor, expected, _before) -> None:
+    # s1 was the running session of r1: closed, r1 is ready again at its node for the next operator
+    assert _session(floor, floor.ids["s1"]) == ("closed", "closed_by_repair", "ready")
+    assert _open_sessions(floor, floor.ids["r1"]) == []
+
+
+def _closed_on_the_dead_token(floor, expected, _before) -> None:
+    assert _session(floor, floor.ids["c1_session"]) == ("closed", "closed_by_repair", "scrapped")
+
+
+# check -> (what to read before the apply, what the apply must have done to the rows)
+EFFECTS = {
+    "orphan_token": (lambda floor, expected: None, _scrapped_with_serial_voided),
+    "duplicate_open_session": (lambda floor, expected: {t: _open_sessions(floor, t) for t in expected},
+                               _kept_the_earliest_session),
+    "session_without_assignment": (lambda floor, expected: None, _closed_and_released),
+    "session_on_dead_token": (lambda floor, expected: None, _closed_on_the_dead_token),
+}
 
 
 def test_every_check_has_a_repair_or_guidance():
@@ -61,10 +124,18 @@ def test_corrupt_plan_approve_dry_run_execute(factory, check):
     assert dump_stores(floor) == before, "a dry run writes nothing"
     assert dry["would_apply"] == len(planned["rows"]) and dry["would_skip"] == 0
 
+    read_before, effect = EFFECTS.get(check, (lambda floor, expected: None, None))
+    state_before = read_before(floor, expected)
     done = reconcile.apply(factory.settings, planned["plan_id"], execute=True, actor="somchai")
     assert done["applied"] == len(planned["rows"]) and done["skipped"] == 0
+    if effect is not None:
+        effect(floor, expected, state_before)
     left = checks_target_run(floor, [check], now=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))[check]
     assert done["recheck"]["counts"][check] == len(guidance_only)
+    everything = checks_target_run(floor)  # the whole catalogue: the repair broke nothing else
+    expected_left = {**({check: len(guidance_only)} if guidance_only else {}), **RESIDUE.get(check, {})}
+    assert {c: (r.count, r.error) for c, r in everything.items() if r.count or r.error} == \
+        {c: (n, None) for c, n in expected_left.items()}
     # an hour on, past every grace period, none of the repaired rows comes back
     assert {r[get(check).keys[0]] for r in left.sample} & expected == guidance_only
 

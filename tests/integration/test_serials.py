@@ -99,13 +99,13 @@ def test_batch_mode_jobs_carry_no_serials(factory):
 def test_production_tenant_with_the_flag_off_refuses_a_piece_spawn_and_writes_nothing(factory):
     factory.ok("flag", "set", "atelier", FLAG, "off")
     create_job(factory)
-    before = factory.counts()
+    before = factory.contents()
     for args in (["job", "start", "--tenant", "atelier", "J1"],
                  ["job", "start", "--tenant", "atelier", "J1", "--idempotency-key", "k"]):
         code, body = factory.cli(*args)
         assert code == 3 and body["error"]["code"] == "SERIAL_POLICY_VIOLATION", body
         assert body["error"]["hint"] == f"hatthasilpa flag set atelier {FLAG} on"
-    assert factory.counts() == before  # no instance, no tokens, no idempotency record
+    assert factory.contents() == before  # no instance, no tokens, no idempotency record
     assert factory.scalar("SELECT status FROM hatthasilpa_job WHERE job_code = 'J1'") == "planned"
     for table in ("serial_registry", "serial_outbox", "serial_sequence"):
         assert factory.scalar(f"SELECT count(*) FROM {table}") == 0

@@ -74,13 +74,13 @@ def test_branching_routing_requires_a_valid_next(factory, tmp_path):
     factory.ok("graph", "create", "--tenant", "atelier", "--code", "wallet", "--file", path)
     token = started_job(factory, "W1", 1, graph="wallet")[0]
     factory.ok("session", "start", "--tenant", "atelier", token, "--operator", "nok")
-    before = factory.counts()
+    before = factory.contents()
     for extra, code in ([], "VALIDATION_ERROR"), (["--next", "qc"], "VALIDATION_ERROR"), \
                        (["--next", "nowhere"], "VALIDATION_ERROR"):
         exit_code, body = factory.cli("session", "complete", "--tenant", "atelier", token, "--operator", "nok", *extra)
         assert (exit_code, body["error"]["code"]) == (2, code), body
         assert body["error"]["hint"]
-    assert factory.counts() == before
+    assert factory.contents() == before
     done = factory.ok("session", "complete", "--tenant", "atelier", token, "--operator", "nok", "--next", "emboss")
     assert done["node"] == "emboss" and done["token_status"] == "ready"
 
@@ -101,11 +101,11 @@ def test_bad_session_requests_are_refused_and_write_nothing(factory):
         (["session", "start", "--tenant", "atelier", token, "--operator", "bad op!"], 2, "VALIDATION_ERROR"),
         (["session", "pause", "--tenant", "atelier", token, "--operator", "nok", "--next", "x"], 2, "VALIDATION_ERROR"),
     ]
-    before = factory.counts()
+    before = factory.contents()
     for args, exit_code, code in cases:
         got, body = factory.cli(*args)
         assert (got, body["error"]["code"]) == (exit_code, code), (args, body)
-    assert factory.counts() == before
+    assert factory.contents() == before
     # `start` on one's own paused token resumes it.
     assert factory.ok("session", "start", "--tenant", "atelier", token, "--operator", "nok")["status"] == "active"
 

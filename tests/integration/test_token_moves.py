@@ -13,7 +13,7 @@ from lifecycle import constraints, lookup, services, tokens
 from lifecycle.errors import InvalidTransition, NotFound, OperatorBusy, TokenBusy
 from lifecycle.schema import flow_token
 from lifecycle.states import TOKEN_TRANSITIONS, TokenStatus
-from tests.repair_support import dump
+from tests.contents import dump
 
 
 def _start(f, code="J1", quantity=3) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -72,7 +73,7 @@ def test_unknown_check_is_a_validation_error():
 
 
 def test_records_are_frozen():
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         get("orphan_token").severity = Severity.WARNING
 
 

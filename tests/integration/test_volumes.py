@@ -140,3 +140,26 @@ def test_lifecycle_volumes_asset_flags_a_spawn_storm_as_a_warning(factory):
         score = conn.execute(sa.select(lifecycle_volume.c.score).where(
             lifecycle_volume.c.kind == "tokens_spawned", lifecycle_volume.c.hour == H)).scalar()
     assert round(score, 3) == meta["score"]
+
+
+def test_a_bad_per_kind_threshold_fails_the_assets_before_anything_is_written(factory, monkeypatch):
+    from dagster import DagsterInstance, materialize
+
+    from pipelines.resources import resources_for
+    from pipelines.volumes import VOLUME_ASSETS
+
+    _act(factory, 5, services.create_job, "J-T", "TOTE", 2, "bag")
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("tenant", ["atelier"])
+    for setting in ("tokens_spawnd=6", "tokens_spawned=0", "tokens_spawned=many"):
+        monkeypatch.setenv("HATTHASILPA_VOLUME_THRESHOLDS", setting)
+        result = materialize(VOLUME_ASSETS, partition_key="atelier", instance=instance,
+                             resources=resources_for(factory.settings), raise_on_error=False,
+                             run_config={"ops": {"lifecycle_volumes": {"config": {"until": H.isoformat()}}}})
+        assert not result.success
+        failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
+        assert failure.metadata["code"].text == "VALIDATION_ERROR", setting
+        assert failure.metadata["hint"].text.endswith("valid kinds: " + ", ".join(volumes.KIND_IDS))
+        assert "HATTHASILPA_VOLUME_THRESHOLDS" in failure.description
+    with get_engine(factory.settings.monitor_url).connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(lifecycle_volume)).scalar() == 0

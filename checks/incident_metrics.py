@@ -59,7 +59,8 @@ def _counters(conn: sa.Connection, tenant: str | None) -> tuple[CounterMetricFam
     counts = sa.select(incident.c.tenant_code, incident.c.check_id, sa.func.count(),
                        sa.func.count(incident.c.resolved_at)).group_by(incident.c.tenant_code, incident.c.check_id)
     if tenant is not None:
-        pairs, counts = pairs.where(check_latest.c.tenant_code == tenant), counts.where(incident.c.tenant_code == tenant)
+        pairs = pairs.where(check_latest.c.tenant_code == tenant)
+        counts = counts.where(incident.c.tenant_code == tenant)
     totals = {(code, check): (0, 0) for code, check in conn.execute(pairs)}
     totals.update({(code, check): (n, done) for code, check, n, done in conn.execute(counts)})
     for (code, check), (n, done) in sorted(totals.items()):

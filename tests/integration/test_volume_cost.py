@@ -83,7 +83,8 @@ def test_the_big_tenant_cost_benchmark_at_small_n_reads_each_hours_range_only(pg
         pytest.fail(reason, pytrace=False)
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.run([sys.executable, str(root / "benchmarks" / "volumes_cost.py"), "--tokens", "20000",
-                           "--spread-days", "2", "--backfill-weeks", "1", "--prefix", f"hs_volcost_{uuid.uuid4().hex[:8]}"],
+                           "--spread-days", "2", "--backfill-weeks", "1",
+                           "--prefix", f"hs_volcost_{uuid.uuid4().hex[:8]}"],
                           capture_output=True, text=True, cwd=root,
                           env={"HATTHASILPA_BENCH_PG_URL": admin_url, "PATH": "/usr/bin:/bin"})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

@@ -1,6 +1,6 @@
 """A factory of N tokens on PostgreSQL, bulk-loaded in SQL, with a known set of faults.
 
-    python benchmarks/factory.py --tokens 1000000 [--prefix hs_factory] [--clean] [--drop]
+    python benchmarks/factory.py --tokens 1000000 [--prefix hs_factory] [--clean] [--spread-days D] [--drop]
 
 Every row is written by ``INSERT … SELECT generate_series`` inside the databases (no row
 passes through Python), in 100-piece jobs:
@@ -83,6 +83,7 @@ class Factory:
     live_jobs: int = 0
     faults: int = 0
     expected: dict = field(default_factory=dict)
+    spread_days: int = 0  # 0: history at two instants; else each job's day spread over this many days up to now
 
     @property
     def first_live_job(self) -> int:
@@ -122,6 +123,19 @@ def _kind_sql(g: str, f: Factory) -> str:
             f"ELSE 'completed' END")
 
 
+def _born(f: Factory, g: str) -> str:
+    """SQL for when job ``g`` spawned: 30 days ago, or its place in a history spread evenly up to now."""
+    if not f.spread_days:
+        return "now() - interval '30 days'"
+    step = f.spread_days * 86400 / f.jobs
+    return f"(now() - interval '{f.spread_days} days' + ({g} - 1) * interval '{step:.6f} seconds')"
+
+
+def _done(f: Factory, g: str) -> str:
+    """SQL for when history job ``g`` ended (completed or cancelled): a day ago, or an hour after its spawn."""
+    return f"({_born(f, g)} + interval '1 hour')" if f.spread_days else "now() - interval '1 day'"
+
+
 def _token_status_sql(f: Factory) -> str:
     """Token status from its job kind ``k`` and piece ``p``."""
     return (f"CASE WHEN k = 'cancelled' THEN 'scrapped' WHEN k = 'completed' OR p > {LIVE_PIECES} THEN 'completed' "
@@ -136,7 +150,7 @@ def _serial_rows_sql(f: Factory, target: str) -> str:
     """The serial registry rows of every token, by formula: for the tenant or for core."""
     status = ("CASE WHEN k = 'cancelled' THEN 'voided' WHEN k = 'completed' OR p > "
               f"{LIVE_PIECES} THEN 'completed' ELSE 'issued' END")
-    age = "CASE WHEN k = 'live' THEN interval '1 hour' ELSE interval '1 day' END"
+    at = f"CASE WHEN k = 'live' THEN now() - interval '1 hour' ELSE {_done(f, 'g')} END"
     job_code = "'J' || lpad(g::text, 8, '0')"
     serial = serial_sql("(g - 1) * 100 + p", f.tenant)
     if target == "tenant":
@@ -147,7 +161,7 @@ def _serial_rows_sql(f: Factory, target: str) -> str:
         refs = f"{job_code}, ((g - 1) * 100 + p)::text"
     return f"""
 INSERT INTO serial_registry ({columns})
-SELECT {serial}, '{f.tenant}', '{SKU}', {refs}, 'STD', {status}, 1, now() - {age}, now() - {age}
+SELECT {serial}, '{f.tenant}', '{SKU}', {refs}, 'STD', {status}, 1, {at}, {at}
 FROM (SELECT g, {_kind_sql('g', f)} AS k FROM generate_series(1, {f.jobs}) g) j
 CROSS JOIN generate_series(1, {PIECES}) p
 """
@@ -164,11 +178,14 @@ def _run(url: str, statements: list[tuple[str, str]]) -> None:
             progress(f"{label}: {cur.rowcount if cur.rowcount >= 0 else '-'} rows in {time.perf_counter() - t0:.1f}s")
 
 
-def create(admin_url: str, prefix: str, tokens: int, tenant: str = "bench") -> Factory:
-    """Create and migrate the three databases, register the tenant, load the clean factory."""
+def create(admin_url: str, prefix: str, tokens: int, tenant: str = "bench", spread_days: int = 0) -> Factory:
+    """Create and migrate the three databases, register the tenant, load the clean factory.
+
+    ``spread_days`` spreads the history's timestamps (spawns, ends, scraps, sessions,
+    serials) job by job over that many days up to now, so an hour holds an hour's share."""
     if tokens < 20_000:
         raise ValueError("the factory needs at least 20,000 tokens (200 jobs) to place every fault")
-    f = Factory(admin_url, prefix, tenant, tokens, settings_for(admin_url, prefix))
+    f = Factory(admin_url, prefix, tenant, tokens, settings_for(admin_url, prefix), spread_days=spread_days)
     f.jobs = tokens // PIECES
     f.faults = fault_count(tokens)
     f.live_jobs = max(f.jobs // 100, 2 * f.faults)
@@ -210,6 +227,10 @@ def _tenant_load(f: Factory) -> list[tuple[str, str]]:
     node = "(SELECT id FROM routing_node WHERE node_code = {code!r})"
     cut, stitch, qc = (node.format(code=c) for c in ("cut", "stitch", "qc"))
     ts = _token_status_sql(f)
+    done = _done(f, "g")
+    # a closed session ends an hour ago, or (spread) when its job ended; live jobs' sessions keep now
+    session_end = (f"CASE WHEN t.job_id >= {f.first_live_job} THEN now() - interval '1 hour' "
+                   f"ELSE {_done(f, 't.job_id')} END") if f.spread_days else "now() - interval '1 hour'"
     return [
         ("hatthasilpa_job", f"""
 INSERT INTO hatthasilpa_job (id, job_code, sku, quantity, graph_id, production_mode, status, created_at, updated_at)
@@ -220,18 +241,18 @@ FROM {jobs}"""),
 INSERT INTO job_graph_instance (id, job_id, graph_id, status, archived_at, created_at, updated_at)
 SELECT g, g, (SELECT min(id) FROM routing_graph),
        CASE k WHEN 'live' THEN 'active' WHEN 'completed' THEN 'completed' ELSE 'archived' END,
-       CASE WHEN k = 'cancelled' THEN now() - interval '1 day' END, now() - interval '30 days', now() - interval '1 day'
+       CASE WHEN k = 'cancelled' THEN {done} END, now() - interval '30 days', now() - interval '1 day'
 FROM {jobs}"""),
         ("token_spawn", f"""
 INSERT INTO token_spawn (id, instance_id, job_id, token_count, idempotency_key, created_at)
-SELECT g, g, g, {PIECES}, NULL, now() - interval '30 days' FROM {jobs}"""),
+SELECT g, g, g, {PIECES}, NULL, {_born(f, 'g')} FROM {jobs}"""),
         ("flow_token", f"""
 INSERT INTO flow_token (id, instance_id, job_id, spawn_id, piece_index, current_node_id, serial_code, status,
                         scrapped_at, completed_at, created_at, updated_at)
 SELECT {token}, g, g, g, p,
        CASE WHEN s = 'completed' THEN {qc} WHEN s IN ('active', 'paused') THEN {stitch} ELSE {cut} END,
        {serial_sql(token, f.tenant)}, s,
-       CASE WHEN s = 'scrapped' THEN now() - interval '1 day' END,
+       CASE WHEN s = 'scrapped' THEN {done} END,
        CASE WHEN s = 'completed' THEN now() - interval '1 day' END, now() - interval '30 days', now() - interval '1 day'
 FROM (SELECT g, k, p, {ts} AS s FROM {pieces}) x"""),
         ("token_event", f"""
@@ -257,7 +278,8 @@ INSERT INTO token_work_session (id, token_id, assignment_id, operator_id, status
 SELECT a.id, a.token_id, a.id, a.operator_id,
        CASE WHEN a.status = 'active' AND t.status = 'active' THEN 'active'
             WHEN a.status = 'active' THEN 'paused' ELSE 'closed' END,
-       now() - interval '2 hours', CASE WHEN a.status = 'active' THEN NULL ELSE now() - interval '1 hour' END,
+       CASE WHEN a.status = 'active' THEN now() - interval '2 hours' ELSE {session_end} - interval '1 hour' END,
+       CASE WHEN a.status = 'active' THEN NULL ELSE {session_end} END,
        CASE WHEN a.status = 'active' THEN 0 ELSE 3600 END, now() - interval '2 hours', now() - interval '1 hour'
 FROM token_assignment a JOIN flow_token t ON t.id = a.token_id"""),
         ("serial_registry", _serial_rows_sql(f, "tenant")),
@@ -406,12 +428,14 @@ def main() -> int:
     parser.add_argument("--tenant", default="bench")
     parser.add_argument("--clean", action="store_true", help="load the clean factory only, inject no faults")
     parser.add_argument("--drop", action="store_true", help="drop the factory's databases and exit")
+    parser.add_argument("--spread-days", type=int, default=0,
+                        help="spread the history's timestamps over this many days up to now (default: two instants)")
     args = parser.parse_args()
     admin_url = os.environ.get("HATTHASILPA_BENCH_PG_URL", DEFAULT_ADMIN_URL)
     if args.drop:
         drop(admin_url, args.prefix, args.tenant)
         return 0
-    f = create(admin_url, args.prefix, args.tokens, args.tenant)
+    f = create(admin_url, args.prefix, args.tokens, args.tenant, spread_days=args.spread_days)
     if not args.clean:
         expected = inject_faults(f)
         progress("expected findings: " + ", ".join(f"{c} {n}" for c, n in expected.items()))

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,25 +61,37 @@ class Options:
         if not 1 <= self.min_weeks <= self.weeks <= 52:
             raise ValidationError(f"baseline weeks must be 1 to 52 and at least the minimum history "
                                   f"({self.min_weeks}); got {self.weeks}", hint="e.g. --weeks 8")
-        if any(not t > 0 for t in [self.threshold, *self.thresholds.values()]):
-            raise ValidationError("anomaly thresholds must be positive", hint="e.g. 5, or tokens_spawned=6")
+        if any(not (math.isfinite(t) and t > 0) for t in [self.threshold, *self.thresholds.values()]):
+            raise ValidationError("anomaly thresholds must be positive numbers", hint="e.g. 5, or tokens_spawned=6")
 
     def threshold_for(self, kind: str) -> float:
         return float(self.thresholds.get(kind, self.threshold))
 
 
-def parse_thresholds(text: str | None) -> dict[str, float]:
-    """``"tokens_spawned=6,outbox_backlog=8"`` → per-kind thresholds (the setting's format)."""
+def parse_thresholds(text: str | None, kinds: Collection[str]) -> dict[str, float]:
+    """``"tokens_spawned=6,outbox_backlog=8"`` → per-kind thresholds (the setting's format).
+
+    Every name must be one of ``kinds`` and every value a positive number, each named once:
+    a typo'd kind would otherwise leave its threshold silently at the default."""
+    valid = f"valid kinds: {', '.join(kinds)}"
     result: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in (text or "").split(","))):
-        kind, sep, value = part.partition("=")
+        kind, sep, value = (p.strip() for p in part.partition("="))
+        if not sep or not kind:
+            raise ValidationError(f"bad per-kind threshold {part!r} in {THRESHOLDS_SETTING}",
+                                  hint="write KIND=NUMBER, comma separated, e.g. tokens_spawned=6,outbox_backlog=8")
+        if kind not in kinds:
+            raise ValidationError(f"unknown kind {kind!r} in {THRESHOLDS_SETTING}", hint=valid)
+        if kind in result:
+            raise ValidationError(f"kind {kind!r} given twice in {THRESHOLDS_SETTING}", hint="name each kind once")
         try:
-            result[kind.strip()] = float(value)
+            number = float(value)
         except ValueError:
-            sep = ""
-        if not sep or not kind.strip():
-            raise ValidationError(f"bad per-kind threshold {part!r}", hint="write KIND=NUMBER, comma separated, "
-                                                                          "e.g. tokens_spawned=6,outbox_backlog=8")
+            number = math.nan
+        if not (math.isfinite(number) and number > 0):
+            raise ValidationError(f"the threshold of {kind} in {THRESHOLDS_SETTING} must be a positive number, "
+                                  f"not {value!r}", hint=f"e.g. {kind}=6; {valid}")
+        result[kind] = number
     return result
 
 
@@ -97,14 +109,15 @@ def _number(text: str, name: str, kind=float):
         raise ValidationError(f"{name} must be a number, not {text!r}", hint=f"e.g. {name}=5") from None
 
 
-def options_from(environ: Mapping[str, str | None], weeks: int | None = None, threshold: float | None = None,
-                 thresholds: str | None = None) -> Options:
-    """The options: explicit values first, then the settings, then the defaults."""
+def options_from(environ: Mapping[str, str | None], *, kinds: Collection[str], weeks: int | None = None,
+                 threshold: float | None = None, thresholds: str | None = None) -> Options:
+    """The options: explicit values first, then the settings, then the defaults. ``kinds`` are
+    the names a per-kind threshold may use (``checks.volumes.KIND_IDS``)."""
     weeks_text, threshold_text = environ.get(WEEKS_SETTING), environ.get(THRESHOLD_SETTING)
     return Options(
         weeks=weeks or (_number(weeks_text, WEEKS_SETTING, int) if weeks_text else DEFAULT_WEEKS),
         threshold=threshold or (_number(threshold_text, THRESHOLD_SETTING) if threshold_text else DEFAULT_THRESHOLD),
-        thresholds=parse_thresholds(thresholds if thresholds is not None else environ.get(THRESHOLDS_SETTING)))
+        thresholds=parse_thresholds(thresholds if thresholds is not None else environ.get(THRESHOLDS_SETTING), kinds))
 
 
 def slot_of(index: pd.DatetimeIndex) -> np.ndarray:

@@ -1,15 +1,21 @@
-"""Trends: a tenant's volumes against their bands, and the findings history as episodes and weeks.
+"""Trends: a tenant's volumes against their bands, and its findings and incidents week by week.
 
 ``volume_trend`` reads the stored series of a tenant (``lifecycle_volume``) and judges each
 shown hour against its seasonal baseline (``checks.baselines``), so the CLI, the demo and
 the PNG show the value with its expected band.
 
-``findings_trend`` reads the check history (``finding``) in SQL: the daily peak count of
-each (tenant, check), and the runs where a check went from zero rows to some or back — an
-*episode* opens at the first run that finds rows and resolves at the first run that finds
-none again. From those few rows it builds the weekly summary (episodes new, resolved, still
-open at the week's end) and the time to resolve of each resolved episode. The monitor store
-never hands Python more than one row per check and day, plus one per transition.
+``findings_trend`` reads two tables of the monitor store, each in SQL:
+
+- the check history (``finding``): the daily peak count of each (tenant, check), one row
+  per check and day;
+- the incidents (``incident``, one row per incident with ``opened_at``, ``resolved_at`` and
+  ``resolve_seconds``): the weekly summary — incidents new in the week, resolved in it, and
+  still open at its end — one row per week; per (tenant, check) the incidents of the window,
+  those resolved and their mean and longest time to resolve, one row per pair; and the
+  incidents themselves with their time to resolve (the newest ``INCIDENT_LIMIT``).
+
+The weekly numbers are what the dashboard's weekly panel shows from the incident counters
+(``checks.incident_metrics``): both count incidents, not runs.
 """
 
 from __future__ import annotations
@@ -20,10 +26,11 @@ import pandas as pd
 import sqlalchemy as sa
 
 from lifecycle.db import Settings, get_engine, is_postgres
+from lifecycle.schema import Timestamp
 from lifecycle.uow import as_utc, utcnow
 
 from . import baselines, volumes
-from .schema import finding
+from .schema import finding, incident
 from .store import require_migrated
 
 
@@ -65,65 +72,94 @@ def _day(conn: sa.Connection, column):
     return sa.func.date_trunc("day", column) if is_postgres(conn) else sa.func.date(column)
 
 
+INCIDENT_LIMIT = 500  # incidents listed one by one (the newest); the weekly and per-pair sums count them all
+
+
 def findings_trend(settings: Settings, tenant: str | None = None, weeks: int = 8,
                    now: dt.datetime | None = None) -> dict:
-    """Daily peak counts per check, the episodes of each (tenant, check), and the weekly summary."""
+    """Daily peak counts per check (from the findings) and, from the incidents, the weekly
+    summary, each (tenant, check)'s incidents and times to resolve, and the incidents one by one."""
     require_migrated(settings.monitor_url)
-    now = now or utcnow()
+    now = as_utc(now) if now else utcnow()
     since = now - dt.timedelta(weeks=weeks)
     where = [finding.c.finished_at >= since, finding.c.error.is_(None)]
     if tenant is not None:
         where.append(finding.c.tenant_code == tenant)
+    # an incident belongs to the window when it was open at some moment of it
+    in_window = [incident.c.opened_at < now, sa.or_(incident.c.resolved_at.is_(None), incident.c.resolved_at >= since)]
+    if tenant is not None:
+        in_window.append(incident.c.tenant_code == tenant)
+    bounds = week_bounds(since, now)
     with get_engine(settings.monitor_url).connect() as conn:
         day = _day(conn, finding.c.finished_at).label("day")
         daily = conn.execute(sa.select(finding.c.tenant_code, finding.c.check_id, day,
                                        sa.func.max(finding.c.count).label("count"))
                              .where(*where).group_by(finding.c.tenant_code, finding.c.check_id, day)
                              .order_by(finding.c.tenant_code, finding.c.check_id, day)).all()
-        found = sa.case((finding.c["count"] > 0, 1), else_=0)
-        ordered = sa.select(finding.c.tenant_code, finding.c.check_id, finding.c.finished_at, finding.c["count"],
-                            found.label("found"),
-                            sa.func.lag(found).over(partition_by=[finding.c.tenant_code, finding.c.check_id],
-                                                    order_by=finding.c.id).label("before")
-                            ).where(*where).subquery()
-        changes = conn.execute(sa.select(ordered).where(sa.or_(
-            ordered.c.found != ordered.c.before, sa.and_(ordered.c.before.is_(None), ordered.c.found == 1)))
-            .order_by(ordered.c.tenant_code, ordered.c.check_id, ordered.c.finished_at)).all()
-    episodes = _episodes(changes)
-    return {"since": since.isoformat(), "weeks": weeks,
+        weekly = conn.execute(_weekly_query(bounds, in_window)).all()
+        pairs = conn.execute(_pairs_query(in_window, now)).all()
+        listed = conn.execute(sa.select(incident.c.id, incident.c.tenant_code, incident.c.check_id,
+                                        incident.c.severity, incident.c.state, incident.c.opened_at,
+                                        incident.c.resolved_at, incident.c.resolve_seconds)
+                              .where(*in_window).order_by(incident.c.opened_at.desc(), incident.c.id.desc())
+                              .limit(INCIDENT_LIMIT)).all()
+    return {"since": since.isoformat(), "until": now.isoformat(), "weeks": weeks,
             "daily": [{"tenant": r.tenant_code, "check": r.check_id, "day": str(r.day)[:10], "count": int(r.count)}
                       for r in daily],
-            "episodes": episodes, "weekly": _weekly(episodes, since, now)}
+            "weekly": [{"week_start": start.isoformat(), "week_end": end.isoformat(),
+                        "new": int(r.new), "resolved": int(r.resolved), "open": int(r.still_open)}
+                       for (start, end), r in zip(bounds, weekly)],
+            "pairs": [{"tenant": r.tenant_code, "check": r.check_id, "incidents": int(r.incidents),
+                       "resolved": int(r.resolved), "open": int(r.incidents) - int(r.resolved),
+                       "mean_seconds_to_resolve": _seconds(r.mean_seconds),
+                       "max_seconds_to_resolve": _seconds(r.max_seconds)} for r in pairs],
+            "incidents": [{"id": r.id, "tenant": r.tenant_code, "check": r.check_id, "severity": r.severity,
+                           "state": r.state, "opened_at": as_utc(r.opened_at).isoformat(),
+                           "resolved_at": as_utc(r.resolved_at).isoformat() if r.resolved_at else None,
+                           "seconds_to_resolve": _seconds(r.resolve_seconds)} for r in reversed(listed)]}
 
 
-def _episodes(changes) -> list[dict]:
-    episodes: list[dict] = []
-    open_by_pair: dict[tuple[str, str], dict] = {}
-    for r in changes:
-        pair = (r.tenant_code, r.check_id)
-        at = as_utc(r.finished_at)
-        if r.found and pair not in open_by_pair:
-            open_by_pair[pair] = {"tenant": pair[0], "check": pair[1], "opened_at": at, "resolved_at": None}
-        elif not r.found and pair in open_by_pair:
-            episode = open_by_pair.pop(pair)
-            episode["resolved_at"] = at
-            episodes.append(episode)
-    episodes += open_by_pair.values()
-    for e in episodes:
-        e["seconds_to_resolve"] = (e["resolved_at"] - e["opened_at"]).total_seconds() if e["resolved_at"] else None
-    return sorted(episodes, key=lambda e: (e["opened_at"], e["tenant"], e["check"]))
-
-
-def _weekly(episodes: list[dict], since: dt.datetime, now: dt.datetime) -> list[dict]:
-    weeks = []
-    start = since
+def week_bounds(since: dt.datetime, now: dt.datetime) -> list[tuple[dt.datetime, dt.datetime]]:
+    """Seven-day weeks from ``since``; the last ends at ``now``."""
+    bounds, start = [], since
     while start < now:
         end = min(start + dt.timedelta(weeks=1), now)
-        weeks.append({
-            "week_start": start.isoformat(), "week_end": end.isoformat(),
-            "new": sum(1 for e in episodes if start <= e["opened_at"] < end),
-            "resolved": sum(1 for e in episodes if e["resolved_at"] and start <= e["resolved_at"] < end),
-            "open": sum(1 for e in episodes if e["opened_at"] < end and (not e["resolved_at"] or e["resolved_at"] >= end)),
-        })
+        bounds.append((start, end))
         start = end
-    return weeks
+    return bounds
+
+
+def _weekly_query(bounds: list[tuple[dt.datetime, dt.datetime]], in_window: list) -> sa.Select:
+    """One row per week, in order: incidents opened in it, resolved in it, and still open at its end.
+
+    The weeks are a small table of literals joined to the incidents open at some moment of
+    them, so the database counts and Python receives one row per week."""
+    week = sa.union_all(*(sa.select(sa.literal(n).label("n"), sa.literal(start, Timestamp).label("starts"),
+                                    sa.literal(end, Timestamp).label("ends"))
+                          for n, (start, end) in enumerate(bounds))).cte("week")
+    o, r = incident.c.opened_at, incident.c.resolved_at
+
+    def number(*condition):
+        return sa.func.coalesce(sa.func.sum(sa.case((sa.and_(*condition), 1), else_=0)), 0)
+
+    joined = week.outerjoin(incident, sa.and_(*in_window, o < week.c.ends,
+                                              sa.or_(r.is_(None), r >= week.c.starts)))
+    return (sa.select(week.c.n, number(o >= week.c.starts).label("new"),
+                      number(r.is_not(None), r < week.c.ends).label("resolved"),
+                      number(incident.c.id.is_not(None), sa.or_(r.is_(None), r >= week.c.ends)).label("still_open"))
+            .select_from(joined).group_by(week.c.n).order_by(week.c.n))
+
+
+def _pairs_query(in_window: list, now: dt.datetime) -> sa.Select:
+    """Per (tenant, check): its incidents of the window, those resolved by ``now``, and their times to resolve."""
+    resolved = sa.and_(incident.c.resolved_at.is_not(None), incident.c.resolved_at < now)
+    seconds = sa.case((resolved, incident.c.resolve_seconds))
+    return (sa.select(incident.c.tenant_code, incident.c.check_id, sa.func.count().label("incidents"),
+                      sa.func.coalesce(sa.func.sum(sa.case((resolved, 1), else_=0)), 0).label("resolved"),
+                      sa.func.avg(seconds).label("mean_seconds"), sa.func.max(seconds).label("max_seconds"))
+            .where(*in_window).group_by(incident.c.tenant_code, incident.c.check_id)
+            .order_by(incident.c.tenant_code, incident.c.check_id))
+
+
+def _seconds(value) -> float | None:
+    return None if value is None else round(float(value), 1)

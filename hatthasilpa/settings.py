@@ -64,6 +64,6 @@ def pushgateway(environ: Mapping[str, str] | None = None) -> str | None:
 
 def volume_options(environ: Mapping[str, str] | None = None, weeks: int | None = None) -> baselines.Options:
     """The volume baselines: weeks of history and anomaly thresholds (``docs/volumes.md``)."""
-    from checks import baselines  # pandas: loaded by the commands that judge volumes, not by every command
+    from checks import baselines, volumes  # pandas: loaded by the commands that judge volumes, not by every command
 
-    return baselines.options_from(_env(environ), weeks=weeks)
+    return baselines.options_from(_env(environ), kinds=volumes.KIND_IDS, weeks=weeks)

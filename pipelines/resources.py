@@ -16,7 +16,7 @@ from typing import Optional
 
 from dagster import ConfigurableResource, EnvVar
 
-from checks import baselines, store, webhook
+from checks import baselines, store, volumes, webhook
 from checks.metrics import PUSHGATEWAY_URL
 from checks.runner import READ_ONLY_CORE_URL, READ_ONLY_TENANT_URL_TEMPLATE
 from lifecycle.db import CORE_URL, MONITOR_URL, TENANT_URL_TEMPLATE, VAR_DIR, Settings
@@ -96,7 +96,7 @@ class VolumeBaselineSettings(ConfigurableResource):
 
     def options(self) -> baselines.Options:
         environ = {name: EnvVar(name).get_value(None) for name in baselines.SETTINGS}
-        return baselines.options_from(environ, weeks=self.weeks, threshold=self.threshold,
+        return baselines.options_from(environ, kinds=volumes.KIND_IDS, weeks=self.weeks, threshold=self.threshold,
                                       thresholds=self.thresholds)
 
 

@@ -36,7 +36,7 @@ def run_demo(ctx: Context) -> dict:
         ctx.text = "\n\n".join([demo.render(data), local.render(data["findings"]),
                                  f"open incidents of {demo.LEGACY}:\n" + render_list({"incidents": data["incidents"]}),
                                  demo.render_volumes(data["volumes"]),
-                                 "findings by week, every tenant:\n" + trends.render_findings(
+                                 "incidents by week, every tenant:\n" + trends.render_findings(
                                      findings_trend(ctx.settings, weeks=1)), demo.NEXT_STEPS])
     return data
 

@@ -1,10 +1,11 @@
-"""``trends``: a tenant's hourly volumes against their seasonal bands, and its findings week by week.
+"""``trends``: a tenant's hourly volumes against their seasonal bands, and its incidents week by week.
 
     hatthasilpa trends --tenant T [--kind K] [--weeks N] [--hours H] [--png FILE] [--json]
 
 Without ``--kind`` one row per kind for the last complete hour; with it, the last ``--hours``
 hours of that kind. ``--png`` also draws the series and its band (matplotlib, the ``plots``
-extra). The findings summary follows: new, resolved and still-open episodes per week.
+extra). The incidents follow: new, resolved and still open per week, then each (tenant,
+check)'s incidents with their mean and longest time to resolve.
 """
 
 from __future__ import annotations
@@ -34,12 +35,24 @@ def render_volumes(data: dict, by_kind: bool) -> str:
     return table([head, "VALUE", "EXPECTED", "BAND", "SCORE", "STATUS"], rows)
 
 
+def _hours(seconds) -> str:
+    return "-" if seconds is None else f"{seconds / 3600:.1f} h"
+
+
 def render_findings(data: dict) -> str:
-    rows = [[w["week_start"][:10], w["new"], w["resolved"], w["open"]] for w in data["weekly"]]
-    resolved = [e["seconds_to_resolve"] for e in data["episodes"] if e["seconds_to_resolve"] is not None]
-    mean = f"{sum(resolved) / len(resolved) / 3600:.1f} h" if resolved else "-"
-    return (table(["WEEK", "NEW", "RESOLVED", "STILL OPEN"], rows) +
-            f"\n{len(data['episodes'])} finding episodes, {len(resolved)} resolved (mean time to resolve {mean})")
+    """The weekly summary of incidents, then each (tenant, check)'s incidents and times to resolve."""
+    weeks = [[w["week_start"][:10], w["new"], w["resolved"], w["open"]] for w in data["weekly"]]
+    pairs = [[p["tenant"], p["check"], p["incidents"], p["resolved"], p["open"],
+              _hours(p["mean_seconds_to_resolve"]), _hours(p["max_seconds_to_resolve"])] for p in data["pairs"]]
+    total = sum(p["incidents"] for p in data["pairs"])
+    resolved = sum(p["resolved"] for p in data["pairs"])
+    seconds = sum(p["mean_seconds_to_resolve"] * p["resolved"] for p in data["pairs"] if p["resolved"])
+    mean = _hours(seconds / resolved if resolved else None)
+    return "\n".join([
+        table(["WEEK", "NEW", "RESOLVED", "STILL OPEN"], weeks), "",
+        table(["TENANT", "CHECK", "INCIDENTS", "RESOLVED", "OPEN", "MEAN TO RESOLVE", "LONGEST"], pairs)
+        if pairs else "no incidents in these weeks",
+        f"{total} incidents, {resolved} resolved (mean time to resolve {mean})"])
 
 
 def plot(data: dict, path: Path) -> None:
@@ -99,7 +112,7 @@ def trends_command(ctx: Context) -> dict:
 
 
 def register(sub) -> None:
-    p = sub.add_parser("trends", help="a tenant's hourly volumes against their seasonal bands, and findings by week")
+    p = sub.add_parser("trends", help="a tenant's hourly volumes against their seasonal bands, and incidents by week")
     p.add_argument("--tenant", required=True)
     p.add_argument("--kind", help="one kind (docs/volumes.md lists them); default every kind's last hour")
     p.add_argument("--weeks", type=whole_number, help="weeks of baseline (default $HATTHASILPA_VOLUME_WEEKS or 8)")

@@ -75,7 +75,10 @@ def test_demo_builds_a_factory_with_jobs_in_every_state(tmp_path):
                             text=True, timeout=120)
     assert verify.returncode == 0 and json.loads(verify.stdout)["ok"]
     assert re.search(r"^legacy\s+outbox_backlog\s.*ANOMALY$", summary.stdout, re.MULTILINE)
-    assert "findings by week" in summary.stdout
+    # the weekly summary from the incidents: this week's are all new and still open, one of them legacy's orphans
+    assert "incidents by week, every tenant:" in summary.stdout
+    assert re.search(r"^\d{4}-\d{2}-\d{2}\s+(\d+)\s+0\s+\1$", summary.stdout, re.MULTILINE)
+    assert re.search(r"^legacy\s+orphan_token\s+1\s+0\s+1\s+-\s+-$", summary.stdout, re.MULTILINE)
 
 
 def test_demo_reset_refuses_a_non_sqlite_store(tmp_path):

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from checks import volumes
@@ -68,3 +74,21 @@ def test_each_hourly_count_reads_only_its_hour(pg_factory):
                              for s in scans)
     # one hour holds 60 rows of each kind; the tables hold 20 000
     assert max(read.values()) <= 3 * 60, read
+
+
+def test_the_big_tenant_cost_benchmark_at_small_n_reads_each_hours_range_only(pg_admin_url):
+    """benchmarks/volumes_cost.py, as run at millions of tokens for benchmarks/RESULTS.md, at 20,000."""
+    admin_url, reason = pg_admin_url
+    if admin_url is None:
+        pytest.fail(reason, pytrace=False)
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, str(root / "benchmarks" / "volumes_cost.py"), "--tokens", "20000",
+                           "--spread-days", "2", "--backfill-weeks", "1",
+                           "--prefix", f"hs_volcost_{uuid.uuid4().hex[:8]}"],
+                          capture_output=True, text=True, cwd=root,
+                          env={"HATTHASILPA_BENCH_PG_URL": admin_url, "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    rows = re.findall(r"^\| (last complete|mid-history) \| (\w+) \| ([\d,]+) \| ([\d,]+) \|", proc.stdout, re.M)
+    assert len(rows) == 2 * len(volumes.hour_queries(H))
+    assert sum(int(in_range.replace(",", "")) for *_, in_range, _ in rows) > 0  # the hours hold rows
+    assert "first collect (backfill): 168 hours" in proc.stdout and "next collect: 1 hour" in proc.stdout

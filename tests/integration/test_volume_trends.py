@@ -8,6 +8,7 @@ import sqlalchemy as sa
 from prometheus_client import generate_latest
 
 from checks import baselines, metrics, synthetic, volumes
+from checks.schema import lifecycle_volume
 from lifecycle.db import get_engine
 
 import pandas as pd
@@ -56,3 +57,21 @@ def test_trends_prints_bands_and_flags_the_anomaly(stores):
     assert "weekly" in data["findings"]
     code, body = stores.cli("trends", "--tenant", "atelier", "--kind", "spawns")
     assert code == 2 and body["error"]["code"] == "VALIDATION_ERROR" and "tokens_spawned" in body["error"]["hint"]
+
+
+def test_trends_refuses_a_bad_per_kind_threshold_and_writes_nothing(stores, monkeypatch):
+    stores.add_tenant("atelier")
+    _history(stores.settings, "atelier")
+    with get_engine(stores.settings.monitor_url).connect() as conn:
+        before = conn.execute(sa.select(lifecycle_volume).order_by(lifecycle_volume.c.kind,
+                                                                   lifecycle_volume.c.hour)).all()
+    for setting, says in (("outbox_backlog=8,spawns=6", "unknown kind 'spawns'"),
+                          ("outbox_backlog=-1", "positive number"), ("outbox_backlog=eight", "positive number")):
+        monkeypatch.setenv("HATTHASILPA_VOLUME_THRESHOLDS", setting)
+        code, body = stores.cli("trends", "--tenant", "atelier", "--json")
+        assert code == 2 and body["error"]["code"] == "VALIDATION_ERROR", body
+        assert says in body["error"]["message"] and "HATTHASILPA_VOLUME_THRESHOLDS" in body["error"]["message"]
+        assert body["error"]["hint"].endswith("valid kinds: " + ", ".join(volumes.KIND_IDS))
+    with get_engine(stores.settings.monitor_url).connect() as conn:
+        assert conn.execute(sa.select(lifecycle_volume).order_by(lifecycle_volume.c.kind,
+                                                                 lifecycle_volume.c.hour)).all() == before

@@ -140,3 +140,56 @@ def test_lifecycle_volumes_asset_flags_a_spawn_storm_as_a_warning(factory):
         score = conn.execute(sa.select(lifecycle_volume.c.score).where(
             lifecycle_volume.c.kind == "tokens_spawned", lifecycle_volume.c.hour == H)).scalar()
     assert round(score, 3) == meta["score"]
+
+
+def test_a_bad_per_kind_threshold_fails_the_assets_before_anything_is_written(factory, monkeypatch):
+    from dagster import DagsterInstance, materialize
+
+    from pipelines.resources import resources_for
+    from pipelines.volumes import VOLUME_ASSETS
+
+    _act(factory, 5, services.create_job, "J-T", "TOTE", 2, "bag")
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("tenant", ["atelier"])
+    for setting in ("tokens_spawnd=6", "tokens_spawned=0", "tokens_spawned=many"):
+        monkeypatch.setenv("HATTHASILPA_VOLUME_THRESHOLDS", setting)
+        result = materialize(VOLUME_ASSETS, partition_key="atelier", instance=instance,
+                             resources=resources_for(factory.settings), raise_on_error=False,
+                             run_config={"ops": {"lifecycle_volumes": {"config": {"until": H.isoformat()}}}})
+        assert not result.success
+        failure = result.get_step_failure_events()[0].step_failure_data.user_failure_data
+        assert failure.metadata["code"].text == "VALIDATION_ERROR", setting
+        assert failure.metadata["hint"].text.endswith("valid kinds: " + ", ".join(volumes.KIND_IDS))
+        assert "HATTHASILPA_VOLUME_THRESHOLDS" in failure.description
+    with get_engine(factory.settings.monitor_url).connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(lifecycle_volume)).scalar() == 0
+
+
+def test_the_assets_first_run_backfills_past_hours_from_the_tenant_history(factory):
+    from dagster import DagsterInstance, materialize
+
+    from pipelines.resources import resources_for
+    from pipelines.volumes import VOLUME_ASSETS
+
+    factory.ok("flag", "set", "atelier", "FF_SERIAL_STD_HAT", "on")
+    _act(factory, -2 * 24 * 60 + 5, services.create_job, "J-PAST", "TOTE", 4, "bag")  # two days before H
+    _act(factory, -2 * 24 * 60 + 10, services.start_job, "J-PAST")
+    instance = DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("tenant", ["atelier"])
+
+    def run(until: dt.datetime):
+        result = materialize(VOLUME_ASSETS, partition_key="atelier", instance=instance,
+                             resources=resources_for(factory.settings),
+                             run_config={"ops": {"lifecycle_volumes": {"config": {"until": until.isoformat(),
+                                                                                  "backfill_weeks": 1}}}})
+        assert result.success
+        (materialization,) = [m for m in result.asset_materializations_for_node("lifecycle_volumes")]
+        return materialization.metadata["hours_counted"].value
+
+    assert run(H) == 168  # the first run counts the week before, the last complete hour included
+    with get_engine(factory.settings.monitor_url).connect() as conn:
+        past = conn.execute(sa.select(lifecycle_volume.c.value, lifecycle_volume.c.source).where(
+            lifecycle_volume.c.kind == "tokens_spawned", lifecycle_volume.c.hour == H - dt.timedelta(days=2))).one()
+        hours = conn.execute(sa.select(sa.func.count(sa.distinct(lifecycle_volume.c.hour)))).scalar()
+    assert tuple(past) == (4.0, "counted") and hours == 168
+    assert run(H + 2 * volumes.HOUR) == 2  # then only the hours since

@@ -64,13 +64,41 @@ def test_month_end_factor_only_where_the_data_shows_it():
     assert fitted.month_end_factor == pytest.approx(1.6, rel=0.15)
 
 
+KINDS = ("jobs_started", "tokens_spawned", "outbox_backlog")
+
+
 def test_thresholds_per_kind_and_bad_settings():
-    options = baselines.options_from({"HATTHASILPA_VOLUME_THRESHOLDS": "outbox_backlog=8, tokens_spawned=6"})
+    options = baselines.options_from({"HATTHASILPA_VOLUME_THRESHOLDS": "outbox_backlog=8, tokens_spawned=6"},
+                                     kinds=KINDS)
     assert options.threshold_for("outbox_backlog") == 8 and options.threshold_for("jobs_started") == 5
-    assert baselines.options_from({}, weeks=4).weeks == 4
+    assert baselines.options_from({}, kinds=KINDS, weeks=4).weeks == 4
     with pytest.raises(ValidationError):
-        baselines.parse_thresholds("tokens_spawned")
+        baselines.parse_thresholds("tokens_spawned", KINDS)
     with pytest.raises(ValidationError):
         Options(weeks=2)  # fewer weeks than the minimum history
     with pytest.raises(ValidationError):
-        baselines.options_from({"HATTHASILPA_VOLUME_THRESHOLD": "high"})
+        baselines.options_from({"HATTHASILPA_VOLUME_THRESHOLD": "high"}, kinds=KINDS)
+    with pytest.raises(ValidationError):
+        baselines.options_from({"HATTHASILPA_VOLUME_THRESHOLD": "nan"}, kinds=KINDS)
+
+
+@pytest.mark.parametrize("text, says", [
+    ("spawns=6", "unknown kind 'spawns'"),
+    ("tokens_spawned=6,Outbox_Backlog=8", "unknown kind 'Outbox_Backlog'"),
+    ("tokens_spawned=high", "must be a positive number, not 'high'"),
+    ("tokens_spawned=0", "must be a positive number, not '0'"),
+    ("tokens_spawned=-2", "must be a positive number, not '-2'"),
+    ("tokens_spawned=nan", "must be a positive number, not 'nan'"),
+    ("tokens_spawned=inf", "must be a positive number, not 'inf'"),
+    ("tokens_spawned=", "must be a positive number, not ''"),
+    ("tokens_spawned=6,tokens_spawned=7", "given twice"),
+    ("=6", "bad per-kind threshold"),
+])
+def test_a_bad_per_kind_threshold_is_a_validation_error_naming_the_valid_kinds(text, says):
+    with pytest.raises(ValidationError) as raised:
+        baselines.options_from({"HATTHASILPA_VOLUME_THRESHOLDS": text}, kinds=KINDS)
+    error = raised.value
+    assert error.code == "VALIDATION_ERROR" and says in error.message
+    assert "HATTHASILPA_VOLUME_THRESHOLDS" in error.message
+    if "unknown" in says or "number" in says:
+        assert error.hint.endswith("valid kinds: jobs_started, tokens_spawned, outbox_backlog")

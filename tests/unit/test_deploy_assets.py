@@ -17,6 +17,7 @@ DOCUMENTED_METRICS = {
     "hatthasilpa_repairs_applied_total", "hatthasilpa_repair_rows_skipped_total",
     "hatthasilpa_integrity_incident_open", "hatthasilpa_integrity_incident_muted",
     "hatthasilpa_integrity_time_to_acknowledge_seconds", "hatthasilpa_integrity_time_to_resolve_seconds",
+    "hatthasilpa_integrity_incidents_opened_total", "hatthasilpa_integrity_incidents_resolved_total",
     "hatthasilpa_audit_chain_ok",
     "hatthasilpa_lifecycle_volume", "hatthasilpa_lifecycle_volume_expected", "hatthasilpa_lifecycle_volume_scale",
     "hatthasilpa_lifecycle_volume_anomaly_score",
@@ -31,7 +32,8 @@ def test_dashboard_covers_every_metric_and_names_no_other():
     used = {HISTOGRAM_SERIES.sub("", m) if "time_to_" in m else m for e in exprs for m in NAME.findall(e)}
     assert used == DOCUMENTED_METRICS
     titles = " ".join(p["title"] for p in dashboard["panels"]).lower()
-    for topic in ("violations", "last success", "durations", "outbox", "repairs", "incidents", "time to resolve"):
+    for topic in ("violations", "last success", "durations", "outbox", "repairs", "incidents", "time to resolve",
+                  "per week"):
         assert topic in titles
 
 

@@ -9,7 +9,9 @@ Twelve worker processes drive one production tenant through the real command lin
 - 8 operators take tokens from their work queue and start, pause, resume and complete
   sessions, picking a successor with ``--next`` where the routing forks;
 - a manager creates, starts, cancels, restores and restarts (starts again after a
-  restore) jobs, archives finished ones and plans assignments;
+  restore) jobs, archives finished ones and plans assignments; it starts, cancels and restores
+  with an idempotency key, and a manager killed before it saw the answer retries the command
+  with the same key when it comes back;
 - 2 outbox relays publish serial events to core, side by side;
 - the monitor runs every check, then plans, approves (another person: four eyes) and
   applies a repair of whatever the checks found.
@@ -80,6 +82,7 @@ class Worker:
     def __init__(self, role: str, name: str, log: str, seed: int) -> None:
         self.role, self.name = role, name
         self.rng = random.Random(seed)
+        self.log = log
         self.fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self.stopping = False
         signal.signal(signal.SIGTERM, self._stop)
@@ -199,6 +202,31 @@ class Manager(Worker):
     def __init__(self, *a) -> None:
         super().__init__(*a)
         self.restored: set[str] = set()  # started again first (forgotten by a restart: then started as drawn)
+        self.retry_interrupted()
+
+    def retry_interrupted(self) -> None:
+        """A manager killed between a command's intent and its result retries it with the same
+        idempotency key, as a person would: the retry completes it or replays its first result."""
+        lines = read_lines([Path(self.log)])
+        intents = [ln for ln in lines if ln["kind"] == "intent"]
+        answered = {ln.get("key") for ln in lines if ln["kind"] != "intent"}
+        if intents and intents[-1]["key"] not in answered:
+            last = intents[-1]
+            self.job_command(last["op"], last["verb"], last["job"], key=last["key"], retried=True)
+
+    def job_command(self, kind: str, verb: str, code: str, key: str | None = None, **extra) -> str:
+        """``job start|cancel|restore`` with an idempotency key, its intent recorded first."""
+        if key is None:
+            key = f"{verb}-{code}-{uuid.uuid4().hex[:8]}"
+            self.record(kind="intent", outcome="intent", op=kind, verb=verb, job=code, key=key)
+        outcome, data, line = self.call(kind, "job", verb, "--tenant", TENANT, code, "--idempotency-key", key,
+                                        job=code, key=key, **extra)
+        if outcome == "ok":
+            line["replayed"] = bool(data.get("replayed"))
+            if verb == "start":  # the serials it issued: checked for duplicates at the end
+                line.update(token_ids=data["token_ids"], serials=data["serials"], spawned=data["spawned"])
+        self.record(**line)
+        return outcome
 
     def jobs(self, status: str) -> list[str]:
         data = self.read("job", "list", "--tenant", TENANT, "--status", status)
@@ -216,19 +244,16 @@ class Manager(Worker):
             code = self.rng.choice(sorted(self.restored.intersection(planned)) or planned)
             shown = self.read("job", "show", "--tenant", TENANT, code)
             kind = "job.restart" if shown and shown["instances"] else "job.start"
-            outcome, data, line = self.call(kind, "job", "start", "--tenant", TENANT, code, job=code)
-            if outcome == "ok":  # the serials it issued: checked for duplicates at the end
-                line.update(token_ids=data["token_ids"], serials=data["serials"], spawned=data["spawned"])
+            if self.job_command(kind, "start", code) == "ok":
                 self.restored.discard(code)
-            self.record(**line)
         elif roll < 0.55 and (live or planned):
             code = self.rng.choice(live or planned)
-            self.do("job.cancel", "job", "cancel", "--tenant", TENANT, code, job=code)
+            self.job_command("job.cancel", "cancel", code)
         elif roll < 0.65:
             cancelled = self.jobs("cancelled")
             if cancelled:
                 code = self.rng.choice(cancelled)
-                if self.do("job.restore", "job", "restore", "--tenant", TENANT, code, job=code)[0] == "ok":
+                if self.job_command("job.restore", "restore", code) == "ok":
                     self.restored.add(code)
         elif roll < 0.72:
             done = self.jobs("completed") + self.jobs("cancelled")
@@ -429,6 +454,8 @@ def read_lines(paths) -> list[dict]:
 def tally(lines: list[dict]) -> dict:
     operations: dict = defaultdict(lambda: {"ok": 0, "refused": 0, "error": 0, "refusals": Counter()})
     for line in lines:
+        if line["kind"] == "intent":
+            continue
         op = operations[line["kind"]]
         op[line["outcome"]] += 1
         if line["outcome"] == "refused":
@@ -606,6 +633,8 @@ def soak(args) -> dict:
             repairs={"plans": sum(1 for ln in lines if ln["kind"] == "repair.plan" and ln["outcome"] == "ok"),
                      "rows_planned": sum(ln.get("rows", 0) for ln in lines if ln["kind"] == "repair.plan"),
                      "rows_applied": sum(ln.get("applied", 0) for ln in lines if ln["kind"] == "repair.apply")},
+            retries={"interrupted": sum(1 for ln in lines if ln.get("retried")),
+                     "replayed": sum(1 for ln in lines if ln.get("retried") and ln.get("replayed"))},
             findings_during_soak=dict(findings_during),
             finding_samples=[ln for ln in lines if ln["kind"] == "check.run" and ln.get("findings")][:5],
             findings=end["findings"], end=end,
@@ -636,6 +665,8 @@ def render(result: dict) -> str:
                 f"crashes {len(result['crashes'])})",
               f"repairs: {result['repairs']['plans']} plans planned, approved by another person and applied; "
               f"{result['repairs']['rows_applied']} rows repaired",
+              f"manager commands interrupted by a kill and retried with their idempotency key: "
+              f"{result['retries']['interrupted']} ({result['retries']['replayed']} replayed the first result)",
               f"findings during the soak: {result['findings_during_soak'] or 'none'}",
               f"end: drained {end['drain_published']} events, outbox pending {end['outbox_pending']}; "
               f"{end['checks_run']} checks, findings {end['findings']}, check errors {len(end['check_errors'])}; "

@@ -493,8 +493,9 @@ def end_conditions(settings, lines: list[dict]) -> dict:
             "SELECT s.serial_code, s.tenant_code, s.sku, j.job_code, s.token_id::text, s.mode, s.status, s.version "
             "FROM serial_registry s JOIN hatthasilpa_job j ON j.id = s.job_id")).all()
         pending = conn.execute(sa.text("SELECT count(*) FROM serial_outbox WHERE published_at IS NULL")).scalar()
-        token_dups = conn.execute(sa.text("SELECT count(*) FROM (SELECT serial_code FROM flow_token WHERE "
-                                          "serial_code IS NOT NULL GROUP BY serial_code HAVING count(*) > 1) d")).scalar()
+        token_dups = conn.execute(sa.text(
+            "SELECT count(*) FROM (SELECT serial_code FROM flow_token WHERE serial_code IS NOT NULL "
+            "GROUP BY serial_code HAVING count(*) > 1) d")).scalar()
         sessions = {r.id: r for r in conn.execute(sa.text(
             "SELECT id, status, close_reason, started_at, ended_at, work_seconds FROM token_work_session"))}
         sequences = dict(conn.execute(sa.text("SELECT sku, last_value FROM serial_sequence")).all())

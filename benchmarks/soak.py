@@ -26,11 +26,12 @@ is an error and fails the soak.
 At the end the workers are stopped, the relay drains the outbox, and the soak holds the
 product to its end conditions: outbox empty, every check of the catalogue zero (and none
 errored), the doctor clean, tenant and core serial registries equal, no serial number on
-two tokens or issued twice, every completed session closed with its worked seconds, and
-``audit verify`` clean. Progress goes to stderr every few seconds, the figures to stdout
-(``--json`` for the machine-readable report); the exit code is 1 when an end condition
-fails or a worker erred. The soak's databases (``hs_soak_<hex>_*``) are dropped at the end
-unless ``--keep``.
+two tokens or issued twice, every serial's status following its token's (issued, completed,
+voided), every completed session closed with its worked seconds, and ``audit verify``
+clean. Progress goes to stderr every few seconds, the figures to stdout (``--json`` for the
+machine-readable report); the exit code is 1 when an end condition fails or a worker erred.
+The soak's databases (``hs_soak_<hex>_*``) are dropped at the end unless ``--keep``; the
+workers' logs are kept too when the soak fails.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import datetime as dt
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -197,12 +199,22 @@ class Operator(Worker):
 
 
 class Manager(Worker):
-    """Create, start, cancel, restore, restart and archive jobs; plan assignments."""
+    """Create, start, cancel, restore, restart and archive jobs; plan assignments. Three steps in
+    ten do what it has done least so far, so a short soak still does every kind."""
+
+    WEIGHTS = {"job.create": 20, "job.start": 15, "job.restart": 10, "job.cancel": 10, "job.restore": 10,
+               "job.archive": 7, "assign.plan": 28}
 
     def __init__(self, *a) -> None:
         super().__init__(*a)
-        self.restored: set[str] = set()  # started again first (forgotten by a restart: then started as drawn)
+        self.restored: set[str] = set()  # to start again (forgotten by a restart: then started as drawn)
+        self.done = Counter(ln["kind"] for ln in read_lines([Path(self.log)]) if ln["outcome"] == "ok")
         self.retry_interrupted()
+
+    def record(self, **line) -> None:
+        super().record(**line)
+        if line["outcome"] == "ok":
+            self.done[line["kind"]] += 1
 
     def retry_interrupted(self) -> None:
         """A manager killed between a command's intent and its result retries it with the same
@@ -228,41 +240,47 @@ class Manager(Worker):
         self.record(**line)
         return outcome
 
-    def jobs(self, status: str) -> list[str]:
-        data = self.read("job", "list", "--tenant", TENANT, "--status", status)
-        return [j["job_code"] for j in (data or {}).get("jobs", [])]
-
     def step_manager(self) -> None:
         self.pause(0.2, 0.6)
-        live, planned = self.jobs("in_progress"), self.jobs("planned")
-        roll = self.rng.random()
-        if roll < 0.2 and len(live) + len(planned) < 8:
+        listed = self.read("job", "list", "--tenant", TENANT)
+        if listed is None:
+            return
+        jobs: dict[str, list[str]] = defaultdict(list)
+        for job in listed["jobs"]:
+            jobs[job["status"]].append(job["job_code"])
+        live, planned, cancelled = jobs["in_progress"], jobs["planned"], jobs["cancelled"]
+        restored = sorted(self.restored.intersection(planned))
+        feasible = {"job.create": len(live) + len(planned) < 8, "job.start": bool(planned),
+                    "job.restart": bool(restored), "job.cancel": bool(live or planned),
+                    "job.restore": bool(cancelled), "job.archive": len(jobs["completed"]) + len(cancelled) > 1,
+                    "assign.plan": bool(live)}
+        options = [kind for kind, ok in feasible.items() if ok]
+        if self.rng.random() < 0.3:
+            kind = min(options, key=lambda k: (self.done[k], self.rng.random()))
+        else:
+            kind = self.rng.choices(options, [self.WEIGHTS[k] for k in options])[0]
+        if kind == "job.create":
             code = f"J{uuid.uuid4().hex[:10].upper()}"
-            self.do("job.create", "job", "create", "--tenant", TENANT, "--code", code, "--sku", self.rng.choice(SKUS),
+            self.do(kind, "job", "create", "--tenant", TENANT, "--code", code, "--sku", self.rng.choice(SKUS),
                     "--quantity", self.rng.randint(2, 6), "--graph", "bag", job=code)
-        elif roll < 0.45 and planned:
-            code = self.rng.choice(sorted(self.restored.intersection(planned)) or planned)
+        elif kind in ("job.start", "job.restart"):
+            code = self.rng.choice(restored if kind == "job.restart" else planned)
             shown = self.read("job", "show", "--tenant", TENANT, code)
-            kind = "job.restart" if shown and shown["instances"] else "job.start"
+            kind = "job.restart" if shown and shown["instances"] else "job.start"  # what it really is
             if self.job_command(kind, "start", code) == "ok":
                 self.restored.discard(code)
-        elif roll < 0.55 and (live or planned):
-            code = self.rng.choice(live or planned)
-            self.job_command("job.cancel", "cancel", code)
-        elif roll < 0.65:
-            cancelled = self.jobs("cancelled")
-            if cancelled:
-                code = self.rng.choice(cancelled)
-                if self.job_command("job.restore", "restore", code) == "ok":
-                    self.restored.add(code)
-        elif roll < 0.72:
-            done = self.jobs("completed") + self.jobs("cancelled")
-            if len(done) > 1:
-                code = self.rng.choice(done)
-                self.do("job.archive", "job", "archive", "--tenant", TENANT, code, job=code)
-        elif live:
+        elif kind == "job.cancel":
+            self.job_command(kind, "cancel", self.rng.choice(live or planned))
+        elif kind == "job.restore":
+            code = self.rng.choice(cancelled)
+            if self.job_command(kind, "restore", code) == "ok":
+                self.restored.add(code)
+        elif kind == "job.archive":
+            code = self.rng.choice(jobs["completed"] + cancelled)
+            self.do(kind, "job", "archive", "--tenant", TENANT, code, job=code)
+        else:
             code = self.rng.choice(live)
-            self.do("assign.plan", "assign", "plan", "--tenant", TENANT, code, "--node", self.rng.choice(NODES),
+            self.do(kind, "assign", "plan", "--tenant", TENANT, code, "--node", self.rng.choice(NODES),
                     "--operator", f"op-{self.rng.randint(1, OPERATORS)}", job=code)
 
 
@@ -496,6 +514,12 @@ def end_conditions(settings, lines: list[dict]) -> dict:
         token_dups = conn.execute(sa.text(
             "SELECT count(*) FROM (SELECT serial_code FROM flow_token WHERE serial_code IS NOT NULL "
             "GROUP BY serial_code HAVING count(*) > 1) d")).scalar()
+        # a serial follows its token: issued while it lives, completed with it, voided when scrapped
+        status_mismatches = conn.execute(sa.text(
+            "SELECT count(*) FROM flow_token t LEFT JOIN serial_registry s ON s.serial_code = t.serial_code "
+            "WHERE t.serial_code IS NOT NULL AND (s.serial_code IS NULL OR s.token_id <> t.id OR s.status <> "
+            "CASE t.status WHEN 'completed' THEN 'completed' WHEN 'scrapped' THEN 'voided' ELSE 'issued' END)"
+        )).scalar()
         sessions = {r.id: r for r in conn.execute(sa.text(
             "SELECT id, status, close_reason, started_at, ended_at, work_seconds FROM token_work_session"))}
         sequences = dict(conn.execute(sa.text("SELECT sku, last_value FROM serial_sequence")).all())
@@ -523,6 +547,7 @@ def end_conditions(settings, lines: list[dict]) -> dict:
                                 + sum(n - 1 for c in seqs.values() for n in c.values() if n > 1))
     end["serials_past_sequence"] = sum(1 for sku, c in seqs.items() for seq in c if seq > sequences.get(sku, 0))
     end["serials_returned_not_in_registry"] = sum(1 for s in issued if s not in tenant_reg)
+    end["serials_not_following_their_token"] = status_mismatches
 
     # every completed session closed with its worked seconds, as the operator was told
     completed = [ln for ln in lines if ln["kind"] == "session.complete" and ln["outcome"] == "ok"]
@@ -564,6 +589,8 @@ def failures_of(end: dict, errors: list[dict], crashes: list[dict]) -> list[str]
         failed.append("tenant and core serial registries differ")
     if end["duplicate_serials"] or end["serials_past_sequence"] or end["serials_returned_not_in_registry"]:
         failed.append("a serial number was issued twice or outside its sequence")
+    if end["serials_not_following_their_token"]:
+        failed.append(f"{end['serials_not_following_their_token']} serials whose status does not follow their token")
     if end["sessions_without_seconds"]:
         failed.append(f"completed sessions without their worked seconds: {end['session_problems']}")
     if not end["audit_ok"]:
@@ -649,6 +676,10 @@ def soak(args) -> dict:
             progress(f"kept databases {prefix}_* and logs in {workdir}")
         else:
             drop_stores(args.pg_url, prefix)
+            if result.get("ok"):
+                shutil.rmtree(workdir, ignore_errors=True)
+            else:
+                progress(f"the workers' logs stay in {workdir}")
     return result
 
 
@@ -673,7 +704,8 @@ def render(result: dict) -> str:
               f"{end['checks_run']} checks, findings {end['findings']}, check errors {len(end['check_errors'])}; "
               f"doctor {'ok' if end['doctor_ok'] else 'FAILED'}",
               f"     {end['serials']} serials, registries equal {end['registries_equal']}, "
-              f"duplicates {end['duplicate_serials']}; {end['completed_sessions']} completed sessions "
+              f"duplicates {end['duplicate_serials']}, not following their token "
+              f"{end['serials_not_following_their_token']}; {end['completed_sessions']} completed sessions "
               f"({end['closed_sessions']} closed), without worked seconds {end['sessions_without_seconds']}; "
               f"audit verify {'ok' if end['audit_ok'] else 'FAILED'} ({end['audit_entries']} entries)",
               f"findings: {result['findings']}", ""]

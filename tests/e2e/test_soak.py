@@ -52,7 +52,7 @@ def test_the_chaos_killed_workers_of_several_roles_and_they_came_back(report):
 
 def test_every_kind_of_operation_succeeded_at_least_once(report):
     done = {kind for kind, op in report["operations"].items() if op["ok"]}
-    assert set(KINDS) <= done, sorted(set(KINDS) - done)
+    assert set(KINDS) <= done, (sorted(set(KINDS) - done), report["operations"])
     assert all(op["error"] == 0 for op in report["operations"].values())
 
 
@@ -65,12 +65,13 @@ def test_after_the_soak_the_outbox_is_drained_and_every_check_reports_zero(repor
     assert end["doctor_ok"], end["doctor_failed"]
 
 
-def test_after_the_soak_serials_agree_and_none_was_issued_twice(report):
+def test_after_the_soak_serials_agree_follow_their_tokens_and_none_was_issued_twice(report):
     end = report["end"]
     assert end["serials"] > 0
     assert end["registries_equal"], end["registry_differences"]
     assert end["duplicate_serials"] == 0
     assert end["serials_past_sequence"] == 0 and end["serials_returned_not_in_registry"] == 0
+    assert end["serials_not_following_their_token"] == 0
 
 
 def test_after_the_soak_every_completed_session_has_its_worked_seconds_and_the_audit_verifies(report):

@@ -404,6 +404,7 @@ class Pool:
         self.kills: Counter = Counter()
         self.crashes: list[dict] = []
         self.starts = 0
+        self.stopped = False
 
     def log(self, name: str) -> Path:
         return self.workdir / f"{name}.jsonl"
@@ -438,7 +439,11 @@ class Pool:
                 self.start(self.roles[name], name)
 
     def stop(self, timeout: float = 60) -> None:
-        """SIGTERM every worker (each finishes its command), SIGKILL whatever is left after ``timeout``."""
+        """SIGTERM every worker (each finishes its command), SIGKILL whatever is left after ``timeout``.
+        A worker the SIGTERM caught before it set its handler (just restarted) has stopped too."""
+        if self.stopped:
+            return
+        self.stopped = True
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -451,7 +456,7 @@ class Pool:
                 proc.wait()
                 self.crashes.append({"worker": name, "exit": None, "stderr": "did not stop within the timeout"})
                 continue
-            if proc.returncode != 0:
+            if proc.returncode not in (0, -signal.SIGTERM):
                 tail = (self.workdir / f"{name}.stderr").read_text(errors="replace")[-2000:]
                 self.crashes.append({"worker": name, "exit": proc.returncode, "stderr": tail})
 

@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 # `make demo` materializes into this persistent Dagster instance and `make ui` serves it.
 DAGSTER_HOME_DIR := $(CURDIR)/.dagster_home
 
-.PHONY: demo ui test install docs bench bench-checks clean
+.PHONY: demo ui test install docs bench bench-checks soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,11 @@ bench: $(STAMP)
 
 bench-checks: $(STAMP)
 	$(BIN)/python benchmarks/checks_bench.py
+
+# 10 minutes of operators, a manager, two relays and the monitor on PostgreSQL, one of them
+# SIGKILLed every ~20 s; exits 1 when an end condition fails (docs/reliability.md)
+soak: $(STAMP)
+	$(BIN)/python benchmarks/soak.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .dagster_home

@@ -17,6 +17,8 @@ from typing import Iterator
 
 import sqlalchemy as sa
 
+from lifecycle.db import is_postgres
+
 from . import crossdb
 from .model import Check
 
@@ -90,8 +92,25 @@ def _parts(check: Check, target: Target) -> list[tuple[str, str, sa.Connection]]
     if check.core_sql:
         if target.core is None:
             raise ValueError(f"check {check.id} reads core; the target has no core connection")
-        parts.append(("core", check.core_sql, target.core))
+        if not (check.core_sql_unless_unique and enforced_unique(target.core, *check.core_sql_unless_unique)):
+            parts.append(("core", check.core_sql, target.core))
     return parts
+
+
+def enforced_unique(conn: sa.Connection, table: str, column: str) -> bool:
+    """Whether the database enforces ``column`` of ``table`` unique on its own (primary key or a
+    valid, non-partial unique index on that column alone)."""
+    if is_postgres(conn):
+        return conn.execute(sa.text(
+            "SELECT EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+            "AND a.attnum = i.indkey[0] WHERE i.indrelid = to_regclass(:t) AND i.indisunique AND i.indisvalid "
+            "AND i.indnkeyatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL AND a.attname = :c)"),
+            {"t": table, "c": column}).scalar_one()
+    inspector = sa.inspect(conn)
+    if inspector.get_pk_constraint(table).get("constrained_columns") == [column]:
+        return True
+    return any(ix["unique"] and ix["column_names"] == [column] and not ix.get("dialect_options", {}).get("sqlite_where")
+               for ix in inspector.get_indexes(table))
 
 
 def _wrapped(check: Check, sql: str, select: str, tail: str = "") -> sa.TextClause:

@@ -119,6 +119,9 @@ class Check:
     keys: tuple[str, ...]
     sql: str | None = None
     core_sql: str | None = None
+    # (table, column): ``core_sql`` cannot find a row while core enforces this column unique
+    # (a primary key or unique index on it alone); the engine skips the part then
+    core_sql_unless_unique: tuple[str, str] | None = None
     compare: Comparison | None = None
     scope: Scope = Scope.TENANT
     reads_history: bool = False

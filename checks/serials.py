@@ -144,7 +144,8 @@ DUPLICATE_SERIAL = Check(
     scope=Scope.TENANT_CORE,
     reads_history=True,
     history_note="groups the tenant registry and flow_token by serial from their indexes, in order; "
-                 "compares with core in the reconciliation's pass",
+                 "compares with core in the reconciliation's pass; core's own grouping runs only where "
+                 "core lacks its serial_code primary key",
     sql="""
 SELECT x.serial_code AS serial_code,
        max(CASE WHEN x.source = 'registry' THEN x.n ELSE 0 END) AS registry_rows,
@@ -169,6 +170,7 @@ WHERE (:serial_code IS NULL OR c.serial_code = :serial_code)
 GROUP BY c.serial_code
 HAVING count(DISTINCT c.tenant_code) > 1 AND sum(CASE WHEN c.tenant_code = :tenant_code THEN 1 ELSE 0 END) > 0
 """,
+    core_sql_unless_unique=("serial_registry", "serial_code"),  # core's primary key: one tenant per serial
     compare=Comparison(drive=Side.TENANT, classify=_registered_for_another_tenant),
 )
 

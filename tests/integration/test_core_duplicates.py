@@ -1,0 +1,35 @@
+"""duplicate_serial's core half: core's primary key makes a serial held for two tenants impossible,
+so the check skips that scan while the key holds, and runs it (and finds the rows) once it is gone."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from checks.engine import enforced_unique
+from tests.floor import build_clean_floor, checks_target_run
+
+
+def test_core_half_is_skipped_while_the_primary_key_holds(factory):
+    floor = build_clean_floor(factory)
+    with floor.core.connect() as conn:
+        assert enforced_unique(conn, "serial_registry", "serial_code")
+        assert not enforced_unique(conn, "serial_registry", "tenant_code")
+    result = checks_target_run(floor, ["duplicate_serial"])["duplicate_serial"]
+    assert result.error is None and result.count == 0
+
+
+@pytest.mark.postgres
+def test_a_core_without_its_primary_key_is_scanned_and_a_serial_of_two_tenants_found(pg_factory):
+    floor = build_clean_floor(pg_factory)
+    code = floor.serial_of(floor.ids["r1"])
+    floor.core_sql("ALTER TABLE serial_registry DROP CONSTRAINT pk_serial_registry")  # a legacy core
+    floor.core_sql("INSERT INTO serial_registry (serial_code, tenant_code, sku, job_ref, token_ref, mode, status, "
+                   "version, created_at, updated_at) SELECT serial_code, 'studio', sku, job_ref, token_ref, mode, "
+                   "status, version, created_at, updated_at FROM serial_registry WHERE serial_code = :c", c=code)
+    with floor.core.connect() as conn:
+        assert not enforced_unique(conn, "serial_registry", "serial_code")
+    result = checks_target_run(floor, ["duplicate_serial"])["duplicate_serial"]
+    assert result.error is None
+    assert [(r["serial_code"], r["reason"]) for r in result.sample] == [(code, "in core for more than one tenant")]
+    assert result.count == 1

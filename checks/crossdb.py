@@ -10,11 +10,12 @@ Two ways, one result:
   (``lifecycle/digest.py``): reading it costs 65,536 rows plus the writes since the relay
   last folded them, whatever the size of the registry. A full pass (``check run
   --full-reconcile``, the nightly schedule) computes both summaries from the registries
-  instead and fails with ``DigestDrift`` where a digest disagrees. Only the buckets whose
-  count or checksum differ are read from both sides through the registries' bucket
-  indexes (server-side cursors, ordered by ``serial_code COLLATE "C"``) and merged by code. A code whose
-  rows agree in every compared field cannot break any serial rule, so skipping equal
-  buckets changes no finding; a differing bucket's codes are classified as before.
+  instead and fails with ``DigestDrift`` where a digest disagrees. In the buckets whose
+  count or checksum differ, each side's ``(serial_code, row hash)`` pairs are read through
+  the registries' bucket indexes (server-side cursors, ordered by ``serial_code COLLATE
+  "C"``) and merged by code; only the codes whose rows differ are read whole, a batch at a
+  time, and classified. A code whose rows agree in every compared field cannot break any
+  serial rule, so skipping equal buckets and equal codes changes no finding.
   One pass answers every comparison of a check run: the differing codes are kept in
   the run's ``shared`` dict (up to ``SHARED_CAP`` codes) for the next serial check.
 - **Paged** (SQLite, or one serial code for a repair's row predicate): the drive side's
@@ -121,9 +122,6 @@ def compare(check: Check, target, only: str | None = None, batch: int = BATCH_SI
 
 # --------------------------------------------------------------------------- bucketed (PostgreSQL)
 _TENANT_FROM = "serial_registry r LEFT JOIN hatthasilpa_job j ON j.id = r.job_id"
-_TENANT_SELECT = ("r.serial_code, r.tenant_code, r.sku, r.job_id, j.job_code, r.token_id, r.mode, r.status, "
-                  "r.created_at, r.updated_at")
-_CORE_SELECT = "c.serial_code, c.tenant_code, c.sku, c.job_ref, c.token_ref, c.mode, c.status, c.updated_at"
 # the differing buckets, matched through the registries' bucket indexes (a hashed array on a full scan)
 _IN_DIFF = "{bucket} = ANY(CAST(:buckets AS bigint[]))"
 
@@ -164,26 +162,8 @@ def summaries(target, buckets: int = BUCKETS) -> tuple[dict, dict]:
         return tenant.result(), core
 
 
-def _stream(conn: sa.Connection, sql: str, params: dict) -> Iterator[dict]:
-    result = conn.execute(sa.text(sql), params,
-                          execution_options={"stream_results": True, "max_row_buffer": STREAM_ROWS})
-    keys = list(result.keys())
-    for row in result:
-        yield dict(zip(keys, row))
-
-
-def _by_code(rows: Iterator[dict]) -> Iterator[tuple[str, list[dict]]]:
-    for code, group in groupby(rows, key=lambda r: r["serial_code"]):
-        yield code, list(group)
-
-
-def _elsewhere(core: sa.Connection, codes: list[str]) -> dict[str, list[dict]]:
-    """Core rows of these codes for any tenant (a tenant serial core holds for another tenant)."""
-    return _rows_for(core, CORE_COLUMNS, codes) if codes else {}
-
-
 def differing(target, buckets: int = BUCKETS) -> Iterator[tuple[str, list[dict], list[dict]]]:
-    """(code, tenant rows, core rows) of every code in a bucket whose two summaries differ, by code.
+    """(code, tenant rows, core rows) of every code whose tenant and core rows differ, by code.
 
     Kept in ``target.shared`` when the run passes one and the codes are few, so the other
     serial checks of the run reuse the pass."""
@@ -207,49 +187,63 @@ def differing(target, buckets: int = BUCKETS) -> Iterator[tuple[str, list[dict],
     yield from _differing(target, buckets)
 
 
+def _keys(conn: sa.Connection, side: str, buckets: list[int], tenant_code: str, n: int) -> Iterator[tuple]:
+    """(serial_code, canonical-row hash) of every row in these buckets, by code (through the bucket index)."""
+    if side == "tenant":
+        sql = (f"SELECT r.serial_code, {digest.row_hash_sql(digest.TENANT_CANON)} FROM {_TENANT_FROM} "
+               f"WHERE {_IN_DIFF.format(bucket=digest.bucket_sql('r.serial_code', n))} "
+               'ORDER BY r.serial_code COLLATE "C"')
+    else:
+        sql = (f"SELECT c.serial_code, {digest.row_hash_sql(digest.CORE_CANON)} FROM serial_registry c "
+               f"WHERE c.tenant_code = :tenant_code AND {_IN_DIFF.format(bucket=digest.bucket_sql('c.serial_code', n))} "
+               'ORDER BY c.serial_code COLLATE "C"')
+    result = conn.execute(sa.text(sql), {"buckets": buckets, "tenant_code": tenant_code},
+                          execution_options={"stream_results": True, "max_row_buffer": STREAM_ROWS})
+    yield from result.tuples()
+
+
+def _hashes_by_code(keys: Iterator[tuple]) -> Iterator[tuple[str, list[int]]]:
+    for code, group in groupby(keys, key=lambda k: k[0]):
+        yield code, sorted(h for _, h in group)
+
+
+def _codes_that_differ(target, tenant_keys, core_keys) -> Iterator[str]:
+    """The codes, in order, whose tenant rows and core rows (this tenant's) are not the same rows."""
+    tenant, core = _hashes_by_code(tenant_keys), _hashes_by_code(core_keys)
+    t, c = next(tenant, None), next(core, None)
+    seen = 0
+    while t is not None or c is not None:
+        seen += 1
+        if seen % STREAM_ROWS == 0:
+            _check_deadline(target, "comparing the differing buckets' rows")
+        if c is None or (t is not None and t[0] < c[0]):
+            yield t[0]
+            t = next(tenant, None)
+        elif t is None or c[0] < t[0]:
+            yield c[0]
+            c = next(core, None)
+        else:
+            if t[1] != c[1]:
+                yield t[0]
+            t, c = next(tenant, None), next(core, None)
+
+
 def _differing(target, buckets: int) -> Iterator[tuple[str, list[dict], list[dict]]]:
+    """Summaries, then the differing buckets' (code, hash) pairs merged by code, then the whole rows
+    of only the codes whose rows differ, a batch at a time."""
     _check_deadline(target, "bucket summaries")
     tenant_sum, core_sum = summaries(target, buckets)
     diff = sorted(b for b in tenant_sum.keys() | core_sum.keys() if tenant_sum.get(b) != core_sum.get(b))
     if not diff:
         return
-    params = {"buckets": diff, "tenant_code": target.tenant_code}
-    tenant_in = _IN_DIFF.format(bucket=digest.bucket_sql("r.serial_code", buckets))
-    core_in = _IN_DIFF.format(bucket=digest.bucket_sql("c.serial_code", buckets))
-    tenant_rows = _by_code(_stream(target.tenant, (
-        f'SELECT {_TENANT_SELECT} FROM {_TENANT_FROM} WHERE {tenant_in} ORDER BY r.serial_code COLLATE "C"'), params))
-    core_rows = _by_code(_stream(target.core, (
-        f"SELECT {_CORE_SELECT} FROM serial_registry c WHERE c.tenant_code = :tenant_code AND {core_in} "
-        f'ORDER BY c.serial_code COLLATE "C"'), params))
-    pending: list[tuple[str, list[dict]]] = []  # tenant codes core holds for no row of this tenant
-
-    def flush():
-        found = _elsewhere(target.core, [code for code, _ in pending])
-        out = [(code, rows, found.get(code, [])) for code, rows in pending]
-        pending.clear()
-        return out
-
-    t, c = next(tenant_rows, None), next(core_rows, None)
-    seen = 0
-    while t is not None or c is not None:
-        seen += 1
-        if seen % STREAM_ROWS == 0:
-            _check_deadline(target, "streaming differing buckets")
-        if c is None or (t is not None and t[0] < c[0]):
-            pending.append(t)
-            if len(pending) >= BATCH_SIZE:
-                yield from flush()
-            t = next(tenant_rows, None)
-            continue
-        if pending and (t is None or c[0] <= t[0]):
-            yield from flush()  # keep the findings in code order
-        if t is None or c[0] < t[0]:
-            yield c[0], [], c[1]
-            c = next(core_rows, None)
-        else:
-            yield t[0], t[1], c[1]
-            t, c = next(tenant_rows, None), next(core_rows, None)
-    yield from flush()
+    codes = _codes_that_differ(target, _keys(target.tenant, "tenant", diff, target.tenant_code, buckets),
+                               _keys(target.core, "core", diff, target.tenant_code, buckets))
+    while batch := list(islice(codes, BATCH_SIZE)):
+        tenant_rows = _rows_for(target.tenant, TENANT_COLUMNS, batch)
+        core_rows = _rows_for(target.core, CORE_COLUMNS, batch)  # any tenant's: a code core holds for another
+        for code in batch:
+            mine = [r for r in core_rows.get(code, []) if r["tenant_code"] == target.tenant_code]
+            yield code, tenant_rows.get(code, []), mine or core_rows.get(code, [])
 
 
 def _check_deadline(target, where: str) -> None:

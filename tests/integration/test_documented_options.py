@@ -11,8 +11,10 @@ import sqlalchemy as sa
 import reconcile
 from checks import CHECK_IDS, run_checks, select
 from lifecycle import outbox
+from lifecycle.db import get_engine
 from lifecycle.uow import utcnow
 from reconcile.errors import PlanStale
+from reconcile.schema import repair_plan
 from tests.conftest import LINEAR_GRAPH
 from tests.faults import FAULTS
 from tests.floor import build_clean_floor
@@ -100,9 +102,11 @@ def test_plan_max_age_comes_from_the_environment(factory, monkeypatch):
         reconcile.apply(factory.settings, plan["plan_id"], now=two_hours_on)
     code, body = factory.cli("repair", "apply", plan["plan_id"])  # the plan itself is seconds old: within 1 h
     assert code == 0 and body["data"]["would_apply"] > 0, body
-    monkeypatch.setenv("HATTHASILPA_REPAIR_PLAN_MAX_AGE_HOURS", "0.0001")  # 0.36 s: the plan is older than that
+    with get_engine(factory.settings.monitor_url).begin() as conn:  # the plan was made two hours ago
+        conn.execute(repair_plan.update().where(repair_plan.c.id == plan["plan_id"]).values(
+            created_at=utcnow() - dt.timedelta(hours=2)))
     code, body = factory.cli("repair", "apply", plan["plan_id"])
-    assert (code, body["error"]["code"]) == (3, "PLAN_STALE")
+    assert (code, body["error"]["code"]) == (3, "PLAN_STALE"), body
 
 
 def test_hatthasilpa_actor_names_who_acts_unless_actor_is_given(factory, monkeypatch):

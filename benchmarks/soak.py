@@ -341,37 +341,16 @@ def worker_main(args) -> int:
 
 
 # =========================================================================== the stores
-def db_url(admin_url: str, name: str) -> str:
-    return f"{admin_url.rsplit('/', 1)[0].replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
-
-
 def create_stores(admin_url: str, prefix: str):
-    import psycopg
+    from scratch import create_stores as create
 
-    from checks.schema import MONITOR
-    from lifecycle import migrate, registry
-    from lifecycle.db import Settings
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        for store in ("core", "monitor", f"t_{TENANT}"):
-            conn.execute(f'CREATE DATABASE "{prefix}_{store}"')
-    settings = Settings(core_url=db_url(admin_url, f"{prefix}_core"),
-                        tenant_url_template=db_url(admin_url, f"{prefix}_t_{{tenant}}"),
-                        monitor_url=db_url(admin_url, f"{prefix}_monitor"))
-    migrate.upgrade(settings.monitor_url, MONITOR)
-    registry.add_tenant(settings, TENANT)
-    return settings
+    return create(admin_url, prefix, TENANT)
 
 
 def drop_stores(admin_url: str, prefix: str) -> None:
-    import psycopg
+    from scratch import drop_stores as drop
 
-    from lifecycle.db import dispose_engines
-
-    dispose_engines()
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        for store in ("core", "monitor", f"t_{TENANT}"):
-            conn.execute(f'DROP DATABASE IF EXISTS "{prefix}_{store}" WITH (FORCE)')
+    drop(admin_url, prefix, TENANT)
 
 
 def store_env(settings) -> dict:

@@ -31,8 +31,9 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lifecycle import graphs, migrate, registry, services, sessions  # noqa: E402
-from lifecycle.db import Settings, dispose_engines, get_engine  # noqa: E402
+from lifecycle import graphs, registry, services, sessions  # noqa: E402
+from lifecycle.db import Settings, get_engine  # noqa: E402
+from scratch import create_stores, drop_stores  # noqa: E402
 
 DEFAULT_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 GRAPH = {"nodes": [{"code": "cut", "kind": "start"}, {"code": "stitch", "kind": "work"},
@@ -46,19 +47,8 @@ def log(message: str) -> None:
     print(f"[throughput {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
-def _url(admin_url: str, name: str) -> str:
-    return admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1) + "/" + name
-
-
 def build(admin_url: str, prefix: str, operators: int, pieces: int) -> Settings:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        for store in ("core", "monitor", f"t_{TENANT}"):
-            conn.execute(f'CREATE DATABASE "{prefix}_{store}"')
-    settings = Settings(core_url=_url(admin_url, f"{prefix}_core"),
-                        tenant_url_template=_url(admin_url, f"{prefix}_t_{{tenant}}"),
-                        monitor_url=_url(admin_url, f"{prefix}_monitor"))
-    migrate.upgrade(settings.core_url, migrate.CORE)
-    registry.add_tenant(settings, TENANT)
+    settings = create_stores(admin_url, prefix, TENANT)
     with registry.tenant_uow(settings, TENANT) as uow:
         graphs.create_graph(uow, "bag", graphs.parse_graph(GRAPH))
         uow.commit()
@@ -222,10 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             print(profile(settings, 300))
         return 0
     finally:
-        dispose_engines()
-        with psycopg.connect(args.admin_url, autocommit=True) as conn:
-            for store in ("core", "monitor", f"t_{TENANT}", "pgbench"):
-                conn.execute(f'DROP DATABASE IF EXISTS "{prefix}_{store}" WITH (FORCE)')
+        drop_stores(args.admin_url, prefix, TENANT, extra=("pgbench",))
 
 
 if __name__ == "__main__":

@@ -121,14 +121,8 @@ def compare(check: Check, target, only: str | None = None, batch: int = BATCH_SI
 
 
 # --------------------------------------------------------------------------- bucketed (PostgreSQL)
-_TENANT_FROM = "serial_registry r LEFT JOIN hatthasilpa_job j ON j.id = r.job_id"
 # the differing buckets, matched through the registries' bucket indexes (a hashed array on a full scan)
 _IN_DIFF = "{bucket} = ANY(CAST(:buckets AS bigint[]))"
-
-
-def summary_sql(side: str, buckets: int = BUCKETS) -> str:
-    """Per bucket: row count and checksum of the canonical rows, computed from the registry itself."""
-    return digest.recompute_sql(side, buckets)
 
 
 def _summary(conn: sa.Connection, side: str, tenant_code: str, buckets: int, full: bool) -> dict[int, tuple]:
@@ -144,7 +138,7 @@ def _summary(conn: sa.Connection, side: str, tenant_code: str, buckets: int, ful
     # and are computed without JIT, whose compile time the planner's guess of a million groups invites
     conn.execute(sa.text("SELECT set_config('work_mem', :mem, true), set_config('jit', 'off', true)"),
                  {"mem": SUMMARY_WORK_MEM})
-    computed = {b: (n, h) for b, n, h in conn.execute(sa.text(summary_sql(side, buckets)), params)}
+    computed = {b: (n, h) for b, n, h in conn.execute(sa.text(digest.recompute_sql(side, buckets)), params)}
     if stored is not None and stored != computed:
         drifted = sum(1 for b in stored.keys() | computed.keys() if stored.get(b) != computed.get(b))
         raise DigestDrift(f"the {side} serial digest of tenant {tenant_code} disagrees with its registry in "
@@ -190,7 +184,7 @@ def differing(target, buckets: int = BUCKETS) -> Iterator[tuple[str, list[dict],
 def _keys(conn: sa.Connection, side: str, buckets: list[int], tenant_code: str, n: int) -> Iterator[tuple]:
     """(serial_code, canonical-row hash) of every row in these buckets, by code (through the bucket index)."""
     if side == "tenant":
-        sql = (f"SELECT r.serial_code, {digest.row_hash_sql(digest.TENANT_CANON)} FROM {_TENANT_FROM} "
+        sql = (f"SELECT r.serial_code, {digest.row_hash_sql(digest.TENANT_CANON)} FROM {digest.tenant_from()} "
                f"WHERE {_IN_DIFF.format(bucket=digest.bucket_sql('r.serial_code', n))} "
                'ORDER BY r.serial_code COLLATE "C"')
     else:

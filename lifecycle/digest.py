@@ -24,6 +24,10 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 
+from . import registry
+from .db import get_engine
+from .errors import ValidationError
+
 BUCKETS = 65536
 
 
@@ -37,6 +41,11 @@ TENANT_CANON = ("r.serial_code || '|' || r.sku || '|' || coalesce(j.job_code, ''
 CORE_CANON = "c.serial_code || '|' || c.sku || '|' || c.job_ref || '|' || c.token_ref || '|' || c.status"
 
 
+def tenant_from(rows: str = "serial_registry") -> str:
+    """The tenant's serial rows (``r``) with their job (``j``), whose code is part of the canonical row."""
+    return f"{rows} r LEFT JOIN hatthasilpa_job j ON j.id = r.job_id"
+
+
 def row_hash_sql(canon: str) -> str:
     """A canonical row's 64-bit hash (bigint: cast to numeric before negating or subtracting)."""
     return f"coalesce(hashtextextended({canon}, 1), 0)"
@@ -45,7 +54,7 @@ def row_hash_sql(canon: str) -> str:
 def _tenant_rows(rows: str, sign: str) -> str:
     """(bucket, ±1, ±hash) of each serial row in the transition table ``rows``."""
     return (f"SELECT {bucket_sql('r.serial_code')} AS b, {sign}1 AS n, {sign}{row_hash_sql(TENANT_CANON)}::numeric AS h "
-            f"FROM {rows} r LEFT JOIN hatthasilpa_job j ON j.id = r.job_id")
+            f"FROM {tenant_from(rows)}")
 
 
 def _core_rows(rows: str, sign: str) -> str:
@@ -90,6 +99,9 @@ END $$""",
 
 def tenant_ddl() -> list[str]:
     """The tenant side's bucket index, triggers and first fill (PostgreSQL; tenant migration 0006)."""
+    # a serial's hash under its job's new code (j) minus its hash under the old one (o)
+    moved = (f"{row_hash_sql(TENANT_CANON)}::numeric "
+             f"- {row_hash_sql(TENANT_CANON.replace('j.job_code', 'o.job_code'))}::numeric")
     return [
         f"CREATE INDEX ix_serial_registry_bucket ON serial_registry ({bucket_sql('serial_code')})",
         "ANALYZE serial_registry",  # the planner's statistics of the bucket expression
@@ -103,12 +115,10 @@ def tenant_ddl() -> list[str]:
         f"""CREATE FUNCTION serial_digest_job_code() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   INSERT INTO serial_digest (bucket, n, h)
-  SELECT {bucket_sql('r.serial_code')}, 0,
-         sum({row_hash_sql(TENANT_CANON)}::numeric - {row_hash_sql(TENANT_CANON.replace('j.job_code', 'o.job_code'))}::numeric)
-  FROM old_jobs o JOIN new_jobs j ON j.id = o.id AND j.job_code IS DISTINCT FROM o.job_code
+  SELECT {bucket_sql('r.serial_code')}, 0, sum({moved}) FROM old_jobs o
+  JOIN new_jobs j ON j.id = o.id AND j.job_code IS DISTINCT FROM o.job_code
   JOIN serial_registry r ON r.job_id = o.id
-  GROUP BY 1 HAVING sum({row_hash_sql(TENANT_CANON)}::numeric
-                       - {row_hash_sql(TENANT_CANON.replace('j.job_code', 'o.job_code'))}::numeric) <> 0;
+  GROUP BY 1 HAVING sum({moved}) <> 0;
   RETURN NULL;
 END $$""",
         "CREATE TRIGGER serial_digest_job_code AFTER UPDATE ON hatthasilpa_job "
@@ -150,7 +160,7 @@ def recompute_sql(side: str, buckets: int = BUCKETS) -> str:
     """Per bucket, the count and checksum computed from the registry itself (core: ``:tenant_code``'s rows)."""
     if side == "tenant":
         return (f"SELECT {bucket_sql('r.serial_code', buckets)} AS b, count(*) AS n, sum({row_hash_sql(TENANT_CANON)}) AS h "
-                f"FROM serial_registry r LEFT JOIN hatthasilpa_job j ON j.id = r.job_id GROUP BY 1")
+                f"FROM {tenant_from()} GROUP BY 1")
     return (f"SELECT {bucket_sql('c.serial_code', buckets)} AS b, count(*) AS n, sum({row_hash_sql(CORE_CANON)}) AS h "
             f"FROM serial_registry c WHERE c.tenant_code = :tenant_code GROUP BY 1")
 
@@ -200,16 +210,12 @@ def rebuild(conn: sa.Connection, side: str, tenant_code: str | None = None) -> i
 
 def rebuild_tenant(settings, tenant_code: str) -> dict:
     """Rebuild both sides' digests of one registered tenant, each in its own transaction."""
-    from . import registry  # the registry imports nothing of this module's callers
-    from .db import get_engine
-    from .errors import ValidationError
-
     code = registry.get_tenant(settings, tenant_code)["tenant_code"]  # NOT_FOUND for an unknown tenant
     written = {}
     for side, url in (("tenant", settings.tenant_url(code)), ("core", settings.core_url)):
         with get_engine(url).connect() as conn, conn.begin():
             if not kept(conn):
                 raise ValidationError(f"the {side} database of {code} keeps no serial digest",
-                              hint="digests live on PostgreSQL, from `hatthasilpa db upgrade` on")
+                                      hint="digests live on PostgreSQL, from `hatthasilpa db upgrade` on")
             written[side] = rebuild(conn, side, code)
     return {"tenant": code, "buckets": written}

@@ -80,25 +80,26 @@ def wait_for_runs(instance: DagsterInstance, run_ids: set[str], deadline_s: floa
         time.sleep(1)  # polling the daemon's progress in the run storage, bounded by the deadline
 
 
-def test_daemon_checks_twenty_tenants_in_parallel_processes_never_two_on_one_tenant(pg_stores, tmp_path):
+def test_daemon_checks_twenty_tenants_in_parallel_processes_never_two_on_one_tenant(pg_stores, pg_admin_url, tmp_path,
+                                                                                   monkeypatch):
     stores = pg_stores
     for tenant in TENANTS:
         stores.add_tenant(tenant)
-    admin_url = stores.settings.core_url.replace("postgresql+psycopg://", "postgresql://", 1).rsplit("/", 1)[0]
+    admin_url, _ = pg_admin_url
     dagster_db = f"hs_dagster_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(f"{admin_url}/postgres", autocommit=True) as conn:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{dagster_db}"')
-    host, _, port = admin_url.split("@", 1)[1].partition(":")
+    server = psycopg.conninfo.conninfo_to_dict(admin_url)
+    instance_db = {"DAGSTER_PG_HOST": server.get("host", "127.0.0.1"), "DAGSTER_PG_PORT": str(server.get("port", 5432)),
+                   "DAGSTER_PG_USER": server.get("user", "postgres"), "DAGSTER_PG_PASSWORD": "",
+                   "DAGSTER_PG_DB": dagster_db}
+    for key, value in instance_db.items():  # this process reads the same instance as the servers
+        monkeypatch.setenv(key, value)
     env = {**os.environ, "HATTHASILPA_CORE_URL": stores.settings.core_url,
            "HATTHASILPA_TENANT_URL_TEMPLATE": stores.settings.tenant_url_template,
-           "HATTHASILPA_MONITOR_URL": stores.settings.monitor_url,
-           "DAGSTER_PG_HOST": host, "DAGSTER_PG_PORT": port or "5432", "DAGSTER_PG_USER": "postgres",
-           "DAGSTER_PG_PASSWORD": "", "DAGSTER_PG_DB": dagster_db}
+           "HATTHASILPA_MONITOR_URL": stores.settings.monitor_url}
     home = tmp_path / "dagster_home"
     home.mkdir()
-    saved = {k: os.environ.get(k) for k in ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_USER",
-                                            "DAGSTER_PG_PASSWORD", "DAGSTER_PG_DB")}
-    os.environ.update({k: env[k] for k in saved})
     try:
         with production_dagster(env, home) as base:
             with DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
@@ -116,12 +117,7 @@ def test_daemon_checks_twenty_tenants_in_parallel_processes_never_two_on_one_ten
                 runs = instance.get_run_records(RunsFilter(run_ids=list(status)))
                 pids = _run_pids(instance, status)
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        with psycopg.connect(f"{admin_url}/postgres", autocommit=True) as conn:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{dagster_db}" WITH (FORCE)')
 
     failed = {run_id: s for run_id, s in status.items() if s != "SUCCESS"}

@@ -10,6 +10,7 @@ the core DB (``CORE``); the monitor store's history lives with the monitor
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,16 +51,39 @@ def upgrade(url: str, store: Store, revision: str = "head") -> None:
 
 
 def head_revision(store: Store) -> str:
+    """The store's head revision, read from its scripts' ``revision``/``down_revision`` lines
+    (without importing Alembic, which a read-only command would otherwise pay for on every start);
+    Alembic's own answer where the history is not one straight line."""
+    revisions, parents = set(), set()
+    for script in (store.scripts / "versions").glob("*.py"):
+        for node in ast.parse(script.read_text()).body:
+            target = node.target if isinstance(node, ast.AnnAssign) else (
+                node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
+            if isinstance(target, ast.Name) and target.id in ("revision", "down_revision") and node.value:
+                value = ast.literal_eval(node.value)
+                if target.id == "revision":
+                    revisions.add(value)
+                elif value is not None:
+                    parents.update([value] if isinstance(value, str) else value)
+    heads = revisions - parents
+    if len(heads) == 1:
+        return heads.pop()
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config(store)).get_current_head()
 
 
 def current_revision(url: str) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
+    """The revision the database is at (None before its first migration), read from ``alembic_version``."""
     with get_engine(url).connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not sa.inspect(conn).has_table("alembic_version"):
+            return None
+        rows = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all()
+        if len(rows) <= 1:
+            return rows[0] if rows else None
+        from alembic.runtime.migration import MigrationContext
+
+        return MigrationContext.configure(conn).get_current_revision()  # raises: several heads
 
 
 def is_current(url: str, store: Store) -> bool:

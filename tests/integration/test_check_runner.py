@@ -84,6 +84,9 @@ def test_checks_run_in_a_read_only_transaction(factory):
     with factory.tenant_engine(TENANT).connect() as conn:
         with read_only(conn, 5):
             assert conn.execute(sa.text("SELECT count(*) FROM flow_token")).scalar() > 0
+            if factory.is_postgres:  # the budget and no JIT hold for this transaction only
+                assert conn.execute(sa.text("SELECT current_setting('statement_timeout'), "
+                                            "current_setting('jit')")).one() == ("5s", "off")
             # PostgreSQL: read_only_sql_transaction (25006); SQLite: PRAGMA query_only
             refusal = sa.exc.InternalError if factory.is_postgres else sa.exc.OperationalError
             with pytest.raises(refusal) as refused:
@@ -94,6 +97,8 @@ def test_checks_run_in_a_read_only_transaction(factory):
             assert "attempt to write a readonly database" in str(refused.value.orig)
         with conn.begin():  # the pooled connection is writable again afterwards
             conn.execute(sa.text("UPDATE flow_token SET piece_index = piece_index"))
+            if factory.is_postgres:
+                assert conn.execute(sa.text("SELECT current_setting('jit')")).scalar_one() == "on"
 
 
 def test_a_check_past_its_time_budget_is_cancelled(factory):

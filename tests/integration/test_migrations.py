@@ -34,6 +34,23 @@ def test_migrations_match_declared_schema(stores, store):
     assert _diff(url, store) == []
 
 
+@pytest.mark.parametrize("store", ["core", "tenant", "monitor"])
+def test_head_and_current_revision_agree_with_alembic(tmp_path, store):
+    """The start-up check reads the scripts and ``alembic_version`` itself; Alembic says the same."""
+    from alembic.script import ScriptDirectory
+
+    assert migrate.head_revision(STORES[store]) == \
+        ScriptDirectory.from_config(migrate.alembic_config(STORES[store])).get_current_head()
+    url = f"sqlite:///{tmp_path}/{store}.db"
+    assert migrate.current_revision(url) is None
+    assert not migrate.is_current(url, STORES[store])
+    migrate.upgrade(url, STORES[store], "0002")
+    with get_engine(url).connect() as conn:
+        assert migrate.current_revision(url) == MigrationContext.configure(conn).get_current_revision() == "0002"
+    migrate.upgrade(url, STORES[store])
+    assert migrate.is_current(url, STORES[store])
+
+
 def test_a_monitor_store_at_the_old_head_upgrades_in_place(tmp_path):
     """Revision ids were kept when the monitor's history moved out of the lifecycle: a store
     whose alembic_version says 0003 (the last head of the old location) upgrades, data kept."""

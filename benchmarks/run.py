@@ -40,7 +40,7 @@ from benchmarks import factory  # noqa: E402
 from checks import all_checks  # noqa: E402
 from checks.catalogue import CATALOGUE  # noqa: E402
 from checks.context import tenant_params  # noqa: E402
-from checks.engine import bound_query, parameter_names  # noqa: E402
+from checks.engine import bound_query, parameter_names, tenant_sql  # noqa: E402
 from lifecycle.db import get_engine  # noqa: E402
 
 RECONCILIATION = ("serial_missing_in_core", "serial_missing_in_tenant", "serial_field_mismatch")
@@ -116,8 +116,9 @@ def explain(f) -> list[str]:
             if not check.reads_history or not check.sql:
                 continue
             values = {**params, **{k: None for k in check.keys}}
-            query = bound_query("EXPLAIN " + check.sql)
-            plan = conn.execute(query, {n: values[n] for n in parameter_names(check.sql)}).scalars().all()
+            sql = tenant_sql(check, conn)
+            query = bound_query("EXPLAIN " + sql)
+            plan = conn.execute(query, {n: values[n] for n in parameter_names(sql)}).scalars().all()
             lines.append(f"-- {check.id}")
             lines += [f"   {line}" for line in plan if "Scan" in line or "Aggregate" in line or "Join" in line]
     return lines

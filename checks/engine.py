@@ -85,10 +85,18 @@ def _row(mapping) -> dict:
     return {k: jsonable(v) for k, v in mapping.items()}
 
 
+def tenant_sql(check: Check, conn: sa.Connection) -> str | None:
+    """The SQL of the check's tenant part on this database: ``sql_while_unique``'s while the
+    tenant enforces its column unique, else ``sql``."""
+    if check.sql_while_unique and enforced_unique(conn, *check.sql_while_unique[:2]):
+        return check.sql_while_unique[2]
+    return check.sql
+
+
 def _parts(check: Check, target: Target) -> list[tuple[str, str, sa.Connection]]:
     parts = []
     if check.sql:
-        parts.append(("tenant", check.sql, target.tenant))
+        parts.append(("tenant", tenant_sql(check, target.tenant), target.tenant))
     if check.core_sql:
         if target.core is None:
             raise ValueError(f"check {check.id} reads core; the target has no core connection")

@@ -122,6 +122,9 @@ class Check:
     # (table, column): ``core_sql`` cannot find a row while core enforces this column unique
     # (a primary key or unique index on it alone); the engine skips the part then
     core_sql_unless_unique: tuple[str, str] | None = None
+    # (table, column, sql): the tenant part runs ``sql`` instead of ``self.sql`` while the tenant
+    # database enforces this column unique; same columns, the rows the constraint rules out left out
+    sql_while_unique: tuple[str, str, str] | None = None
     compare: Comparison | None = None
     scope: Scope = Scope.TENANT
     reads_history: bool = False

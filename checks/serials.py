@@ -143,9 +143,9 @@ DUPLICATE_SERIAL = Check(
     keys=("serial_code",),
     scope=Scope.TENANT_CORE,
     reads_history=True,
-    history_note="groups the tenant registry and flow_token by serial from their indexes, in order; "
-                 "compares with core in the reconciliation's pass; core's own grouping runs only where "
-                 "core lacks its serial_code primary key",
+    history_note="groups flow_token by serial from its index, in order (and the tenant registry too, "
+                 "where it lacks its serial_code primary key); compares with core in the reconciliation's "
+                 "pass; core's own grouping runs only where core lacks its serial_code primary key",
     sql="""
 SELECT x.serial_code AS serial_code,
        max(CASE WHEN x.source = 'registry' THEN x.n ELSE 0 END) AS registry_rows,
@@ -162,6 +162,13 @@ FROM (
 ) x
 GROUP BY x.serial_code
 """,
+    # the tenant registry's primary key: no serial is registered twice, only tokens can share one
+    sql_while_unique=("serial_registry", "serial_code", """
+SELECT t.serial_code AS serial_code, 0 AS registry_rows, count(*) AS tokens,
+       'one serial on more than one token' AS reason
+FROM flow_token t WHERE t.serial_code IS NOT NULL AND (:serial_code IS NULL OR t.serial_code = :serial_code)
+GROUP BY t.serial_code HAVING count(*) > 1
+"""),
     core_sql="""
 SELECT c.serial_code AS serial_code, count(DISTINCT c.tenant_code) AS core_tenants,
        'in core for more than one tenant' AS reason

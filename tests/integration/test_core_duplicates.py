@@ -1,12 +1,14 @@
-"""duplicate_serial's core half: core's primary key makes a serial held for two tenants impossible,
-so the check skips that scan while the key holds, and runs it (and finds the rows) once it is gone."""
+"""duplicate_serial's primary keys: core's makes a serial held for two tenants impossible, the tenant
+registry's a serial registered twice; while a key holds the check skips the grouping it rules out,
+and runs it (and finds the rows) once the key is gone."""
 
 from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
 
-from checks.engine import enforced_unique
+from checks.catalogue import get
+from checks.engine import enforced_unique, tenant_sql
 from tests.floor import build_clean_floor, checks_target_run
 
 
@@ -33,3 +35,26 @@ def test_a_core_without_its_primary_key_is_scanned_and_a_serial_of_two_tenants_f
     assert result.error is None
     assert [(r["serial_code"], r["reason"]) for r in result.sample] == [(code, "in core for more than one tenant")]
     assert result.count == 1
+
+
+def test_the_tenant_registry_is_not_grouped_while_its_primary_key_holds(factory):
+    """Tokens sharing a serial are still found, as the same row the whole grouping gives."""
+    floor = build_clean_floor(factory)
+    shared = floor.serial_of(floor.ids["r1"])
+    floor.tenant_sql("UPDATE flow_token SET serial_code = :c WHERE id = :t", c=shared, t=floor.ids["batch_tokens"][0])
+    statements = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    sa.event.listen(floor.tenant, "before_cursor_execute", seen)
+    try:
+        result = checks_target_run(floor, ["duplicate_serial"])["duplicate_serial"]
+    finally:
+        sa.event.remove(floor.tenant, "before_cursor_execute", seen)
+    assert result.error is None and result.count == 1
+    assert [(r["serial_code"], r["registry_rows"], r["tokens"]) for r in result.sample] == [(shared, 0, 2)]
+    grouping = [s for s in statements if "GROUP BY" in s]
+    assert grouping and not any("serial_registry" in s for s in grouping)
+    with floor.tenant.connect() as conn:
+        assert tenant_sql(get("duplicate_serial"), conn) != get("duplicate_serial").sql

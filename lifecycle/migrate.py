@@ -11,6 +11,7 @@ the core DB (``CORE``); the monitor store's history lives with the monitor
 from __future__ import annotations
 
 import ast
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,13 +51,21 @@ def upgrade(url: str, store: Store, revision: str = "head") -> None:
         command.upgrade(alembic_config(store, conn), revision)
 
 
+# CPython 3.11's ast.parse is not thread-safe (two threads parsing at once can raise
+# "SystemError: AST constructor recursion depth mismatch"), and every thread that records a
+# run asks for the head: one parse at a time.
+_PARSING = threading.Lock()
+
+
 def head_revision(store: Store) -> str:
     """The store's head revision, read from its scripts' ``revision``/``down_revision`` lines
     (without importing Alembic, which a read-only command would otherwise pay for on every start);
     Alembic's own answer where the history is not one straight line."""
     revisions, parents = set(), set()
     for script in (store.scripts / "versions").glob("*.py"):
-        for node in ast.parse(script.read_text()).body:
+        with _PARSING:
+            body = ast.parse(script.read_text()).body
+        for node in body:
             target = node.target if isinstance(node, ast.AnnAssign) else (
                 node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
             if isinstance(target, ast.Name) and target.id in ("revision", "down_revision") and node.value:

@@ -4,17 +4,18 @@
   incident, ``state`` as of the scrape (``open``, ``acknowledged`` or ``muted``);
 - ``hatthasilpa_integrity_incident_muted{tenant,check}``: 1 while a mute holds, else 0;
 - ``hatthasilpa_integrity_time_to_acknowledge_seconds`` and ``…_time_to_resolve_seconds``
-  (histograms by tenant and check) from the incidents' ``ack_seconds`` and
-  ``resolve_seconds``, bucketed in SQL;
+  (histograms by tenant and check) of the incidents' ``ack_seconds`` and ``resolve_seconds``;
 - ``hatthasilpa_integrity_incidents_opened_total`` and ``…_incidents_resolved_total``
-  (counters by tenant and check): every incident ever opened, and resolved, counted in SQL.
+  (counters by tenant and check): every incident ever opened, and resolved.
   Every pair that has run exports both, 0 before its first incident, so ``increase(…[1w])``
   counts a pair's first incident too: the dashboard's weekly new and resolved;
 - ``hatthasilpa_audit_chain_ok``: 1 when the last ``audit verify`` found the chain intact,
   0 when it found it broken (no series before the first verification).
 
-Each reads unresolved incidents through a partial index, or one aggregate row per
-(tenant, check): the cost follows the open incidents and the pairs, not the run history.
+The histograms and the counters read the pair's ``incident_tally`` row, counted on write
+(``checks.incident_tally``) — never the ``incident`` table — and ``check_latest`` for the
+pairs that ran; the two gauges read the unresolved incidents through a partial index. The
+cost follows the open incidents and the pairs, not the history of runs or incidents.
 """
 
 from __future__ import annotations
@@ -29,26 +30,22 @@ from lifecycle.uow import utcnow
 
 from . import audit_log
 from .incidents import IncidentState, effective_state
-from .schema import check_latest, incident
+from .schema import DURATION_BUCKETS, bucket_column, check_latest, incident, incident_tally
 
-BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 4 * 3600.0, 12 * 3600.0, 86400.0, 3 * 86400.0, 7 * 86400.0)
-
-
-def _histogram(conn: sa.Connection, tenant: str | None, column, name: str, doc: str) -> HistogramMetricFamily:
+def _histogram(tallies: list, duration: str, name: str, doc: str) -> HistogramMetricFamily:
+    """One series per pair with at least one ``duration`` counted, from its ``incident_tally`` row."""
     family = HistogramMetricFamily(name, doc, labels=["tenant", "check"])
-    counts = [sa.func.sum(sa.case((column <= b, 1), else_=0)) for b in BUCKETS]
-    query = (sa.select(incident.c.tenant_code, incident.c.check_id, sa.func.count(), sa.func.sum(column), *counts)
-             .where(column.is_not(None)).group_by(incident.c.tenant_code, incident.c.check_id)
-             .order_by(incident.c.tenant_code, incident.c.check_id))
-    if tenant is not None:
-        query = query.where(incident.c.tenant_code == tenant)
-    for code, check, total, total_sum, *le in conn.execute(query):
-        buckets = [(repr(b), int(n or 0)) for b, n in zip(BUCKETS, le)] + [("+Inf", int(total))]
-        family.add_metric([code, check], buckets, float(total_sum or 0.0))
+    for row in tallies:
+        counts = row._mapping
+        if counts[f"{duration}_count"]:
+            buckets = [(repr(b), counts[bucket_column(duration, b)]) for b in DURATION_BUCKETS]
+            family.add_metric([row.tenant_code, row.check_id], [*buckets, ("+Inf", counts[f"{duration}_count"])],
+                              float(counts[f"{duration}_sum"]))
     return family
 
 
-def _counters(conn: sa.Connection, tenant: str | None) -> tuple[CounterMetricFamily, CounterMetricFamily]:
+def _counters(conn: sa.Connection, tenant: str | None,
+              tallies: list) -> tuple[CounterMetricFamily, CounterMetricFamily]:
     opened = CounterMetricFamily("hatthasilpa_integrity_incidents_opened",
                                  "Incidents opened, ever (increase over a week: the week's new incidents)",
                                  labels=["tenant", "check"])
@@ -56,17 +53,22 @@ def _counters(conn: sa.Connection, tenant: str | None) -> tuple[CounterMetricFam
                                    "Incidents resolved, ever (increase over a week: the week's resolved incidents)",
                                    labels=["tenant", "check"])
     pairs = sa.select(check_latest.c.tenant_code, check_latest.c.check_id)
-    counts = sa.select(incident.c.tenant_code, incident.c.check_id, sa.func.count(),
-                       sa.func.count(incident.c.resolved_at)).group_by(incident.c.tenant_code, incident.c.check_id)
     if tenant is not None:
         pairs = pairs.where(check_latest.c.tenant_code == tenant)
-        counts = counts.where(incident.c.tenant_code == tenant)
     totals = {(code, check): (0, 0) for code, check in conn.execute(pairs)}
-    totals.update({(code, check): (n, done) for code, check, n, done in conn.execute(counts)})
+    totals.update({(row.tenant_code, row.check_id): (row.opened, row.resolved) for row in tallies})
     for (code, check), (n, done) in sorted(totals.items()):
         opened.add_metric([code, check], n)
         resolved.add_metric([code, check], done)
     return opened, resolved
+
+
+def _tallies(conn: sa.Connection, tenant: str | None) -> list:
+    """The ``incident_tally`` rows, one per pair that has had an incident."""
+    query = sa.select(incident_tally).order_by(incident_tally.c.tenant_code, incident_tally.c.check_id)
+    if tenant is not None:
+        query = query.where(incident_tally.c.tenant_code == tenant)
+    return conn.execute(query).all()
 
 
 def incident_families(settings: Settings, conn: sa.Connection, tenant: str | None) -> Iterable[Metric]:
@@ -83,12 +85,13 @@ def incident_families(settings: Settings, conn: sa.Connection, tenant: str | Non
         state = effective_state(row, now)
         open_.add_metric([row.tenant_code, row.check_id, row.severity, state], 1)
         muted.add_metric([row.tenant_code, row.check_id], 1 if state == IncidentState.MUTED.value else 0)
+    tallies = _tallies(conn, tenant)
     return (open_, muted,
-            _histogram(conn, tenant, incident.c.ack_seconds, "hatthasilpa_integrity_time_to_acknowledge_seconds",
+            _histogram(tallies, "ack", "hatthasilpa_integrity_time_to_acknowledge_seconds",
                        "Seconds from an incident's opening to its first acknowledgement"),
-            _histogram(conn, tenant, incident.c.resolve_seconds, "hatthasilpa_integrity_time_to_resolve_seconds",
+            _histogram(tallies, "resolve", "hatthasilpa_integrity_time_to_resolve_seconds",
                        "Seconds from an incident's opening to its resolution"),
-            *_counters(conn, tenant))
+            *_counters(conn, tenant, tallies))
 
 
 def audit_families(settings: Settings, conn: sa.Connection, tenant: str | None) -> Iterable[Metric]:

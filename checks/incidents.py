@@ -14,6 +14,8 @@ ends by itself at ``muted_until`` (``effective_state``; the next run also writes
 down) and early when a run finds more rows than at muting. The database keeps one
 unresolved incident per (tenant, check) (``ux_incident_one_unresolved``): two monitors
 racing to open one meet at that index, and the loser updates the winner's incident.
+Opening, resolving and a first acknowledgement also count in the pair's counters
+(``checks.incident_tally``), in the same transaction.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from lifecycle.schema import Timestamp
 from lifecycle.states import require_transition, transition_table
 from lifecycle.uow import as_utc, iso
 
-from . import audit_log
+from . import audit_log, incident_tally
 from .schema import UNRESOLVED, incident, incident_event, incident_key
 
 KEY_CAP = 1000  # offending keys tracked per incident; the incident's count stays exact
@@ -105,10 +107,12 @@ def lock_unresolved(conn: sa.Connection, tenant: str, check: str):
 def change(conn: sa.Connection, row, target: IncidentState, action: str, actor: str, now: dt.datetime, *,
            note: str | None = None, run_id: int | None = None, plan_id: str | None = None,
            detail: dict | None = None, audit: bool = True, **values) -> None:
-    """Move an incident (guarded by the table), write its event and, for actions, the audit entry."""
+    """Move an incident (guarded by the table), write its event, count it in the pair's counters
+    (``checks.incident_tally``) and, for actions, write the audit entry."""
     move(row, target)
     conn.execute(incident.update().where(incident.c.id == row.id)
                  .values(state=target.value, updated_at=now, **values))
+    incident_tally.count_change(conn, row, target == IncidentState.RESOLVED, values, now)
     conn.execute(incident_event.insert().values(
         incident_id=row.id, at=now, actor=actor, action=action, from_state=row.state, to_state=target.value,
         note=note, run_id=run_id, plan_id=plan_id, detail=detail, created_at=now))
@@ -184,6 +188,7 @@ def _open(conn: sa.Connection, result, run_id: int, now: dt.datetime):
     ).on_conflict_do_nothing(index_elements=["tenant_code", "check_id"], index_where=UNRESOLVED)
         .returning(incident.c.id)).scalar()
     if inserted is not None:
+        incident_tally.count_opened(conn, result.tenant, result.check, now)
         conn.execute(incident_event.insert().values(
             incident_id=inserted, at=now, actor=MONITOR_ACTOR, action="opened", from_state=None,
             to_state=IncidentState.OPEN.value, run_id=run_id, detail={"rows": result.count}, created_at=now))

@@ -2,8 +2,9 @@
 
 The monitor store is the monitor's own database (``HATTHASILPA_MONITOR_URL``). Its one
 Alembic history is ``checks/migrations``; the tables it creates are declared here (check
-runs, findings, the latest result of each (tenant, check), incidents with their keys and events, the hash-chained audit log and
-its verifications) and in ``reconcile/schema.py`` (repair plans, approvals, the audit copy
+runs, findings, the latest result of each (tenant, check), incidents with their keys and
+events, the incident counters of each (tenant, check), the hash-chained audit log and its
+verifications) and in ``reconcile/schema.py`` (repair plans, approvals, the audit copy
 and the plan-to-incident links), all on ``monitor_metadata``.
 
 References an incident holds to check runs (``opened_run_id``, ``last_run_id``,
@@ -167,6 +168,36 @@ check_latest = sa.Table(
     sa.Column("success_count", sa.Integer),
     sa.Column("success_at", Timestamp),
     sa.Column("error_count", sa.Integer, nullable=False, server_default="0"),  # runs that ended in an error
+    updated_column(),
+)
+
+# The bounds (seconds) of the histograms of time to acknowledge and to resolve an incident:
+# the exporter's ``le`` labels and the columns of ``incident_tally``.
+DURATION_BUCKETS = (60.0, 300.0, 900.0, 1800.0, 3600.0, 4 * 3600.0, 12 * 3600.0, 86400.0, 3 * 86400.0,
+                    7 * 86400.0)
+DURATIONS = ("ack", "resolve")  # incident.ack_seconds and incident.resolve_seconds
+
+
+def bucket_column(duration: str, bound: float) -> str:
+    """The ``incident_tally`` column counting the ``duration``s of at most ``bound`` seconds."""
+    return f"{duration}_le_{int(bound)}"
+
+
+# The incident counters of every (tenant, check), kept on write in the transaction that opens,
+# acknowledges or resolves an incident (``checks.incident_tally``): incidents opened and
+# resolved, ever, and the histograms of time to acknowledge and to resolve (count, sum, and one
+# cumulative count per bound). The exporter reads one row per pair, whatever the number of incidents.
+incident_tally = sa.Table(
+    "incident_tally", monitor_metadata,
+    sa.Column("tenant_code", sa.String(32), primary_key=True),
+    sa.Column("check_id", sa.String(64), primary_key=True),
+    sa.Column("opened", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("resolved", sa.Integer, nullable=False, server_default="0"),
+    *(column for duration in DURATIONS for column in (
+        sa.Column(f"{duration}_count", sa.Integer, nullable=False, server_default="0"),
+        sa.Column(f"{duration}_sum", sa.Float, nullable=False, server_default="0"),
+        *(sa.Column(bucket_column(duration, bound), sa.Integer, nullable=False, server_default="0")
+          for bound in DURATION_BUCKETS))),
     updated_column(),
 )
 

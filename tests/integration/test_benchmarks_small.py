@@ -22,8 +22,9 @@ SMALL = {
     "lifecycle_bench": (["--history", "2000"], ["spawn    per-token", "queue    100-row read"]),
     "throughput": (["--operators", "2", "--seconds", "2", "--pieces", "100"], ["| cycles/s |", "| pgbench TPC-B tps"]),
     "incidents_bench": (["--runs", "2", "--keys", "20"], ["steady", "churn"]),
-    "scrape_bench": (["--small", "200", "--large", "2000", "--tenants", "2", "--repeat", "2", "--max-ratio", "1000"],
-                     ["scrape ratio large/small"]),
+    "scrape_bench": (["--small", "200", "--large", "2000", "--small-incidents", "100", "--large-incidents", "1000",
+                      "--tenants", "2", "--repeat", "2", "--max-ratio", "1000"],
+                     ["scrape ratio large/small", "former incident aggregates ratio"]),
 }
 
 

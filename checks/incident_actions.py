@@ -1,6 +1,7 @@
 """What people do with incidents: list, show, ack, mute, unmute (``hatthasilpa incident …``).
 
-An action locks the incident row, writes down a mute that already ended, asks the state
+An action takes the audit chain's lock, then the incident row (the order a run takes them
+in), writes down a mute that already ended, asks the state
 machine (``checks.incidents.move``) whether the move is allowed — refusing with
 ``INVALID_TRANSITION`` before anything is written — then changes the incident, writes its
 event and appends the action to the audit log, all in one transaction. Reads answer the
@@ -19,6 +20,7 @@ from lifecycle.db import get_engine
 from lifecycle.errors import NotFound, ValidationError
 from lifecycle.uow import as_utc, iso, utcnow
 
+from . import audit_log
 from .incidents import (IncidentState, after_mute, change, effective_state, effective_state_sql, end_lapsed_mute,
                         lock)
 from .schema import incident, incident_event, incident_key
@@ -129,6 +131,7 @@ def _act(monitor_url: str, incident_id, action: str, now: dt.datetime | None, de
     require_migrated(monitor_url)
     now = now or utcnow()
     with get_engine(monitor_url).begin() as conn:
+        audit_log.lock_chain(conn)  # the chain before the row, as a run takes them (``incidents.record``)
         row = end_lapsed_mute(conn, _load(conn, incident_id, for_update=True), now)
         decide(conn, row, now)
         after = _load(conn, incident_id)

@@ -138,12 +138,19 @@ def record(conn: sa.Connection, run_id: int, results, now: dt.datetime, plan_id:
     Sets ``result.incident`` ({id, state} or None) and ``first_seen`` on the sample rows. One
     statement finds the pairs with an unresolved incident, so a pair that finds nothing and has
     none costs nothing more; the others are locked one by one in (tenant, check) order — the
-    order every run takes them in, so two runs never wait on each other in a cycle."""
+    order every run takes them in, so two runs never wait on each other in a cycle.
+
+    Moving an existing incident appends to the audit chain, so a run that will lock one takes
+    the chain first, as the actions do (``incident_actions``): chain, then incident rows, in
+    every transaction; otherwise a run holding the chain for one pair and an ``incident ack``
+    holding the next pair's row would each wait for the other."""
     results = sorted((r for r in results if not r.error), key=lambda r: (r.tenant, r.check))
     if not results:
         return
     unresolved = set(conn.execute(sa.select(incident.c.tenant_code, incident.c.check_id).where(
         incident.c.tenant_code.in_(sorted({r.tenant for r in results})), incident.c.resolved_at.is_(None))).all())
+    if any((r.tenant, r.check) in unresolved for r in results):
+        audit_log.lock_chain(conn)
     for result in results:
         if not result.count and (result.tenant, result.check) not in unresolved:
             continue

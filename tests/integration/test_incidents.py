@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
+import threading
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -20,8 +22,10 @@ CHECK = "orphan_token"
 
 
 def incidents_of(url, check=CHECK):
+    """The incidents of one check (of every check when None), in id order."""
+    query = sa.select(incident).order_by(incident.c.id)
     with get_engine(url).connect() as conn:
-        return conn.execute(sa.select(incident).where(incident.c.check_id == check).order_by(incident.c.id)).all()
+        return conn.execute(query if check is None else query.where(incident.c.check_id == check)).all()
 
 
 def test_runs_open_follow_and_resolve_one_incident_with_its_keys(stores):
@@ -218,3 +222,65 @@ def test_a_repair_resolves_its_incidents_and_plan_and_incident_point_at_each_oth
 def audit_entries(url):
     with get_engine(url).connect() as conn:
         return list(conn.execute(sa.text("SELECT kind FROM audit_log ORDER BY seq")).scalars())
+
+
+def _advisory_waiters(watcher, count: int, threads, deadline_seconds: float = 60) -> None:
+    """Return once ``count`` monitor backends wait on an advisory lock; fail at the deadline or
+    when a thread ended before it waited."""
+    deadline = time.monotonic() + deadline_seconds
+    while True:
+        waiting = watcher.execute(sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND wait_event_type = 'Lock' AND wait_event = 'advisory'")).scalar_one()
+        watcher.rollback()  # a fresh snapshot of pg_stat_activity on the next read
+        if waiting >= count:
+            return
+        assert not [t for t in threads if not t.is_alive()] and time.monotonic() < deadline, waiting
+        time.sleep(0.05)  # polling the server's own view of who waits, not guessing a duration
+
+
+def _lockable(url: str, incident_id: int) -> bool:
+    with get_engine(url).connect() as conn:
+        try:
+            conn.execute(sa.text("SELECT id FROM incident WHERE id = :i FOR UPDATE NOWAIT"), {"i": incident_id})
+            return True
+        except sa.exc.OperationalError as exc:
+            assert exc.orig.sqlstate == "55P03"  # lock_not_available
+            return False
+        finally:
+            conn.rollback()
+
+
+def test_runs_and_actions_take_the_audit_chain_before_an_incident_row(pg_stores):
+    """The one lock order that rules out a deadlock between a run resolving one incident and an
+    ack of another: while the chain is held elsewhere, both wait for it holding no incident row."""
+    url = pg_stores.settings.monitor_url
+    record(url, result("first", [1]), result("second", [2]))
+    ids = {r.check_id: r.id for r in incidents_of(url, None)}
+    engine = get_engine(url)
+    outcomes = {}
+
+    def run(name, action):
+        try:
+            outcomes[name] = action()
+        except Exception as exc:  # noqa: BLE001 - the assertion below shows it
+            outcomes[name] = exc
+
+    with engine.connect() as holder, engine.connect() as watcher:
+        holder.begin()
+        audit_log.lock_chain(holder)
+        threads = [threading.Thread(target=run, args=("ack", lambda: incident_actions.ack(url, ids["second"], "sre"))),
+                   threading.Thread(target=run, args=("resolve", lambda: record(url, result("first", []))))]
+        threads[0].start()
+        _advisory_waiters(watcher, 1, threads[:1])
+        threads[1].start()
+        _advisory_waiters(watcher, 2, threads)
+        assert _lockable(url, ids["second"]) and _lockable(url, ids["first"])
+        holder.rollback()
+    for t in threads:
+        t.join(60)
+    assert outcomes["ack"]["state"] == "acknowledged", outcomes
+    assert not isinstance(outcomes["resolve"], Exception), outcomes
+    states = {r.check_id: r.state for r in incidents_of(url, None)}
+    assert states == {"first": "resolved", "second": "acknowledged"}
+    assert audit_log.verify(url)["ok"]

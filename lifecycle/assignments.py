@@ -86,11 +86,31 @@ def active_assignment(uow: UnitOfWork, token_id: int) -> sa.Row | None:
         token_assignment.c.token_id == token_id, token_assignment.c.status == AssignmentStatus.ACTIVE.value)).first()
 
 
+_INSERT_ASSIGNMENT = token_assignment.insert().returning(token_assignment.c.id)
+
+
 def create_assignment(uow: UnitOfWork, token_id: int, operator_id: str, source: AssignmentSource) -> int:
     now = uow.now()
-    return uow.conn.execute(token_assignment.insert().values(
-        token_id=token_id, operator_id=operator_id, status=AssignmentStatus.ACTIVE.value, source=source.value,
-        created_at=now, updated_at=now).returning(token_assignment.c.id)).scalar_one()
+    return uow.conn.execute(_INSERT_ASSIGNMENT, {
+        "token_id": token_id, "operator_id": operator_id, "status": AssignmentStatus.ACTIVE.value,
+        "source": source.value, "created_at": now, "updated_at": now}).scalar_one()
+
+
+def _planned() -> sa.Select:
+    """The job's unassigned ready tokens on a node its manager planned, with the planned operator
+    (built once; ``token_ids`` of :func:`propagate` narrows it)."""
+    has_active = sa.exists().where(token_assignment.c.token_id == flow_token.c.id,
+                                   token_assignment.c.status == AssignmentStatus.ACTIVE.value)
+    return (sa.select(flow_token.c.id, manager_assignment.c.operator_id)
+            .join(manager_assignment, sa.and_(manager_assignment.c.job_id == flow_token.c.job_id,
+                                              manager_assignment.c.node_id == flow_token.c.current_node_id))
+            .where(flow_token.c.job_id == sa.bindparam("job_id"), flow_token.c.status == TokenStatus.READY.value,
+                   ~has_active)
+            .order_by(flow_token.c.id))
+
+
+_PLANNED = _planned()
+_PLANNED_AMONG = _PLANNED.where(flow_token.c.id.in_(sa.bindparam("token_ids", expanding=True)))
 
 
 def propagate(uow: UnitOfWork, job_id: int, token_ids: list[int] | None = None) -> list[int]:
@@ -99,17 +119,10 @@ def propagate(uow: UnitOfWork, job_id: int, token_ids: list[int] | None = None) 
     ``token_ids`` limits it to those tokens (just spawned or just routed)."""
     if token_ids is not None and not token_ids:
         return []
-    has_active = sa.exists().where(token_assignment.c.token_id == flow_token.c.id,
-                                   token_assignment.c.status == AssignmentStatus.ACTIVE.value)
-    query = (sa.select(flow_token.c.id, manager_assignment.c.operator_id)
-             .join(manager_assignment, sa.and_(manager_assignment.c.job_id == flow_token.c.job_id,
-                                               manager_assignment.c.node_id == flow_token.c.current_node_id))
-             .where(flow_token.c.job_id == job_id, flow_token.c.status == TokenStatus.READY.value, ~has_active)
-             .order_by(flow_token.c.id))
-    if token_ids is not None:
-        query = query.where(flow_token.c.id.in_(token_ids))
+    query, params = (_PLANNED, {"job_id": job_id}) if token_ids is None else \
+        (_PLANNED_AMONG, {"job_id": job_id, "token_ids": list(token_ids)})
     return [create_assignment(uow, token_id, operator, AssignmentSource.MANAGER)
-            for token_id, operator in uow.conn.execute(query).all()]
+            for token_id, operator in uow.conn.execute(query, params).all()]
 
 
 def plan(uow: UnitOfWork, job_code: str, node_code: str, operator_id: str) -> dict:

@@ -9,6 +9,7 @@ instead of failing half-way; PostgreSQL engines use psycopg 3.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 from dataclasses import dataclass
@@ -67,8 +68,9 @@ _engines: dict[str, sa.Engine] = {}
 _engines_lock = threading.Lock()
 
 
+@functools.lru_cache(maxsize=1024)
 def normalize_url(url: str) -> str:
-    """Use psycopg 3 for a bare ``postgresql://`` URL."""
+    """Use psycopg 3 for a bare ``postgresql://`` URL (remembered: every unit of work asks)."""
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")

@@ -5,11 +5,23 @@ core, so a tenant whose database cannot be reached is never half-registered.
 New tenants get ``FF_SERIAL_STD_HAT`` on (docs/risks.md §3.3: on by default for every
 Hatthasilpa tenant); every flag change is written to ``feature_flag_audit``.
 
+A tenant unit of work (:func:`tenant_uow`) reads the tenant's kind and flags from core only
+when a use case asks for them (spawn's serial policy), so they are never older than that
+moment. What it checks up front is only that core registers the tenant; a process remembers a
+tenant it saw registered for ``REGISTERED_FOR_SECONDS`` and asks core again after that. A
+tenant removed from core is therefore refused NOT_FOUND by every process at most that long
+after; a flag or kind change is seen by the next unit of work that reads them, in every process.
+
 Invariant: one tenant per code whatever its case; a tenant is never half-registered. Guarded
-by tests/e2e/test_hostile_input.py, tests/integration/test_serials.py.
+by tests/e2e/test_hostile_input.py, tests/integration/test_serials.py; the reading rule by
+tests/integration/test_tenant_info.py.
 """
 
 from __future__ import annotations
+
+import threading
+import time
+from typing import Callable
 
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
@@ -23,6 +35,33 @@ from .uow import Clock, TenantInfo, UnitOfWork, utcnow
 FF_SERIAL_STD_HAT = "FF_SERIAL_STD_HAT"
 KNOWN_FLAGS = (FF_SERIAL_STD_HAT,)
 MAX_NAME_LENGTH = 128  # tenant.name
+REGISTERED_FOR_SECONDS = 10.0  # how long a process trusts that a tenant it saw is still registered
+
+
+class Registrations:
+    """The tenants this process saw registered in core, and when (per core URL)."""
+
+    def __init__(self, ttl: float = REGISTERED_FOR_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self._seen: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def fresh(self, core_url: str, code: str) -> bool:
+        with self._lock:
+            seen = self._seen.get((core_url, code))
+        return seen is not None and self.clock() - seen < self.ttl
+
+    def saw(self, core_url: str, code: str) -> None:
+        with self._lock:
+            self._seen[(core_url, code)] = self.clock()
+
+    def clear(self) -> None:
+        with self._lock:
+            self._seen.clear()
+
+
+REGISTRATIONS = Registrations()
 
 
 def migrate_store(url: str, store: migrate.Store) -> None:
@@ -59,6 +98,7 @@ def get_tenant(settings: Settings, code: str) -> dict:
             raise NotFound(f"tenant {code} is not registered", hint=f"register it: hatthasilpa tenant add {code}")
         flags = {f.flag_key: f.enabled for f in conn.execute(
             sa.select(feature_flag.c.flag_key, feature_flag.c.enabled).where(feature_flag.c.tenant_code == code))}
+    REGISTRATIONS.saw(settings.core_url, code)
     return {"tenant_code": row.tenant_code, "name": row.name, "is_test_tenant": bool(row.is_test_tenant),
             "flags": flags}
 
@@ -69,9 +109,18 @@ def tenant_info(settings: Settings, code: str) -> TenantInfo:
     return TenantInfo(code=row["tenant_code"], is_test_tenant=row["is_test_tenant"], flags=row["flags"])
 
 
+def require_registered(settings: Settings, code: str) -> None:
+    """NOT_FOUND unless core registers the tenant (asked at most every ``REGISTERED_FOR_SECONDS``)."""
+    if not REGISTRATIONS.fresh(settings.core_url, code):
+        get_tenant(settings, code)
+
+
 def tenant_uow(settings: Settings, code: str, clock: Clock = utcnow) -> UnitOfWork:
-    """A unit of work on the tenant's DB, carrying the tenant's kind and flags as core holds them now."""
-    return UnitOfWork(get_engine(settings.tenant_url(code)), clock=clock, tenant=tenant_info(settings, code))
+    """A unit of work on a registered tenant's DB; its kind and flags are read from core when a
+    use case first asks for them in it (``uow.tenant``), so they are core's values of that moment."""
+    require_registered(settings, code)
+    return UnitOfWork(get_engine(settings.tenant_url(code)), clock=clock,
+                      tenant=lambda: tenant_info(settings, code))
 
 
 def add_tenant(settings: Settings, code: str, name: str | None = None, is_test: bool = False,

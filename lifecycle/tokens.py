@@ -11,9 +11,12 @@ and the lifecycle and session suites.
 
 from __future__ import annotations
 
+import functools
+
 import sqlalchemy as sa
 
-from .schema import flow_token, job_graph_instance, node_instance, token_event, token_spawn
+from .db import is_postgres
+from .schema import Timestamp, flow_token, job_graph_instance, node_instance, token_event, token_spawn
 from .errors import TokenBusy
 from .faults import fault_point
 from .states import LIVE_TOKEN_STATUSES, InstanceStatus, TokenStatus, require_token_transition
@@ -110,30 +113,53 @@ def move(uow: UnitOfWork, tokens: list[sa.Row], to: TokenStatus, event: str, act
     Every move is checked against the token state machine before anything is written.
     ``node_id`` also moves them to that node (routing). A token whose status changed
     since it was read is TOKEN_BUSY when ``strict``, else left alone and left out.
+    On PostgreSQL the guarded update and the events of the tokens it moved are one statement.
     """
     for token in tokens:
         require_token_transition(token.status, to, token.id)
-    now = uow.now()
-    values = {"status": to.value, "updated_at": now}
-    if node_id is not None:
-        values["current_node_id"] = node_id
-    if to is TokenStatus.SCRAPPED:
-        values.update(scrapped_at=sa.func.coalesce(flow_token.c.scrapped_at, now), completed_at=None)
-    elif to is TokenStatus.COMPLETED:
-        values["completed_at"] = now
+    postgres = is_postgres(uow.conn)
+    statement = _move_statement(postgres, to, node_id is not None)
+    params = {"m_to": to.value, "m_now": uow.now(), "m_node": node_id, "m_event": event, "m_actor": actor}
     moved: set[int] = set()
     for status in sorted({t.status for t in tokens}):
         ids = [t.id for t in tokens if t.status == status]
-        moved |= set(uow.conn.execute(
-            flow_token.update().where(flow_token.c.id.in_(ids), flow_token.c.status == status)
-            .values(**values).returning(flow_token.c.id)).scalars())
+        moved |= set(uow.conn.execute(statement, {**params, "m_ids": ids, "m_from": status}).scalars())
     if strict and len(moved) < len(tokens):
         stale = sorted(t.id for t in tokens if t.id not in moved)
         raise TokenBusy(f"token {stale[0]} changed meanwhile", hint="read it again and retry")
-    record_events(uow, [{"token_id": t.id, "event_type": event, "from_status": t.status, "to_status": to.value,
-                         "node_id": node_id or t.current_node_id, "actor": actor}
-                        for t in tokens if t.id in moved])
+    if not postgres:
+        record_events(uow, [{"token_id": t.id, "event_type": event, "from_status": t.status, "to_status": to.value,
+                             "node_id": node_id or t.current_node_id, "actor": actor}
+                            for t in tokens if t.id in moved])
     return sorted(moved)
+
+
+@functools.cache
+def _move_statement(postgres: bool, to: TokenStatus, routing: bool) -> sa.Executable:
+    """The guarded update of :func:`move` (built once per kind of move); on PostgreSQL it also
+    appends each moved token's event, its node the one the token is on after the move."""
+    now = sa.bindparam("m_now", type_=Timestamp)
+    values = {"status": sa.bindparam("m_to", type_=sa.String), "updated_at": now}
+    if routing:
+        values["current_node_id"] = sa.bindparam("m_node", type_=sa.Integer)
+    if to is TokenStatus.SCRAPPED:
+        values.update(scrapped_at=sa.func.coalesce(flow_token.c.scrapped_at, now), completed_at=sa.null())
+    elif to is TokenStatus.COMPLETED:
+        values["completed_at"] = now
+    update = (flow_token.update()
+              .where(flow_token.c.id.in_(sa.bindparam("m_ids", expanding=True)),
+                     flow_token.c.status == sa.bindparam("m_from", type_=sa.String))
+              .values(**values))
+    if not postgres:
+        return update.returning(flow_token.c.id)
+    moved = update.returning(flow_token.c.id, flow_token.c.current_node_id).cte("moved")
+    return (token_event.insert()
+            .from_select(["token_id", "event_type", "from_status", "to_status", "node_id", "actor", "at", "created_at"],
+                         sa.select(moved.c.id, sa.bindparam("m_event", type_=sa.String),
+                                   sa.bindparam("m_from", type_=sa.String), sa.bindparam("m_to", type_=sa.String),
+                                   moved.c.current_node_id, sa.bindparam("m_actor", type_=sa.String), now, now)
+                         .order_by(moved.c.id))
+            .returning(token_event.c.token_id))
 
 
 def lock(uow: UnitOfWork, *where) -> list[sa.Row]:

@@ -6,9 +6,12 @@ at the end, and anything that leaves the ``with`` block without that commit,
 an error included, is rolled back.
 
 A tenant unit of work may carry a :class:`TenantInfo` — the tenant's code, kind and
-feature flags as read from the core DB (``lifecycle.registry.tenant_info``, or
-``registry.tenant_uow`` which opens the unit of work with it) — so the use cases that
-depend on them (serial policy) get them explicitly, never from a global.
+feature flags as read from the core DB (``lifecycle.registry.tenant_info``) — so the use
+cases that depend on them (serial policy) get them explicitly, never from a global. It
+carries either the info itself or a function that reads it (``registry.tenant_uow``): then
+``uow.tenant`` reads core the first time a use case asks, within that unit of work, and
+never again in it. Most use cases (sessions, cancel, the work queue) never ask, and cost
+core nothing; the one that does (spawn's serial policy) gets core's values of that moment.
 """
 
 from __future__ import annotations
@@ -40,12 +43,20 @@ class TenantInfo:
 
 
 class UnitOfWork:
-    def __init__(self, engine: sa.Engine, clock: Clock = utcnow, tenant: TenantInfo | None = None) -> None:
+    def __init__(self, engine: sa.Engine, clock: Clock = utcnow,
+                 tenant: TenantInfo | Callable[[], TenantInfo] | None = None) -> None:
         self.engine = engine
         self.clock = clock
-        self.tenant = tenant
+        self._tenant = tenant
         self.conn: sa.Connection | None = None
         self._tx: sa.RootTransaction | None = None
+
+    @property
+    def tenant(self) -> TenantInfo | None:
+        """The tenant's info, read (once per unit of work) when a use case first needs it."""
+        if callable(self._tenant):
+            self._tenant = self._tenant()
+        return self._tenant
 
     def __enter__(self) -> "UnitOfWork":
         self.conn = self.engine.connect()

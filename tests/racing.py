@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +11,11 @@ from lifecycle.errors import HatthasilpaError
 
 
 def run_concurrently(fns):
-    """Release every callable at once from a barrier; return (results, errors) in order."""
+    """Release every callable at once from a barrier; return (results, errors) in order.
+
+    The threads start in a random order: the one reaching the barrier last runs on first, and a
+    use case that touches no other store before taking its lock (SQLite's ``BEGIN IMMEDIATE``)
+    would otherwise win every round just for having been listed last."""
     barrier = threading.Barrier(len(fns))
 
     def call(fn):
@@ -20,8 +25,10 @@ def run_concurrently(fns):
         except HatthasilpaError as exc:
             return None, exc
 
+    order = random.sample(range(len(fns)), len(fns))
     with ThreadPoolExecutor(max_workers=len(fns)) as pool:
-        outcomes = list(pool.map(call, fns))
+        futures = {i: pool.submit(call, fns[i]) for i in order}
+        outcomes = [futures[i].result() for i in range(len(fns))]
     return [r for r, _ in outcomes], [e for _, e in outcomes]
 
 

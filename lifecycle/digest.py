@@ -102,13 +102,28 @@ def _append(side: str, rows: str, coarse: bool) -> str:
 
 
 def _coarse_fill(side: str, one_tenant: bool = False) -> str:
-    """The coarse rows summed from the fine ones (after a fill of the fine rows; core: of every
-    tenant, or of ``:tenant_code`` alone)."""
+    """The coarse rows summed from the fine ones, folded (after a fill of the fine rows; core: of
+    every tenant, or of ``:tenant_code`` alone)."""
     columns, _ = _columns(side)
     t, group = ("tenant_code, ", "1, 2") if side == "core" else ("", "1")
     where = "AND tenant_code = :tenant_code " if one_tenant else ""
-    return (f"INSERT INTO serial_digest ({columns}) SELECT {t}{COARSE_AT} + (bucket >> {COARSE_SHIFT}), "
-            f"sum(n), sum(h) FROM serial_digest WHERE bucket < {COARSE_AT} {where}GROUP BY {group}")
+    return (f"INSERT INTO serial_digest ({columns}, folded) SELECT {t}{COARSE_AT} + (bucket >> {COARSE_SHIFT}), "
+            f"sum(n), sum(h), true FROM serial_digest WHERE bucket < {COARSE_AT} {where}GROUP BY {group}")
+
+
+def _fill(side: str, buckets: int, coarse: bool) -> list[str]:
+    """The first fill of an empty digest from the registry (with ``coarse``: its coarse rows too,
+    every row folded)."""
+    columns, _ = _columns(side)
+    folded, flag = (", folded", ", true") if coarse else ("", "")
+    if side == "tenant":
+        fine = (f"INSERT INTO serial_digest ({columns}{folded}) SELECT b, n, h{flag} "
+                f"FROM ({recompute_sql('tenant', buckets)}) x")
+    else:
+        fine = (f"INSERT INTO serial_digest ({columns}{folded}) "
+                f"SELECT c.tenant_code, {bucket_sql('c.serial_code', buckets)}, count(*), "
+                f"sum({row_hash_sql(CORE_CANON)}){flag} FROM serial_registry c GROUP BY 1, 2")
+    return [FILL_WORK_MEM, fine, *([_coarse_fill(side)] if coarse else []), "ANALYZE serial_digest"]
 
 
 def _trigger_ddl(function: str, body_insert: str, body_delete: str, body_update: str, reset: str) -> list[str]:
@@ -141,8 +156,9 @@ END $$""",
 
 
 def tenant_ddl(buckets: int = BUCKETS, coarse: bool = True) -> list[str]:
-    """The tenant side's bucket index, triggers and first fill with ``buckets`` buckets, and their
-    coarse rows (PostgreSQL; tenant migrations 0006, one level, and 0007). The digest must be empty."""
+    """The tenant side's bucket index, triggers and first fill with ``buckets`` buckets, and (``coarse``)
+    their coarse rows, the fill marked folded (PostgreSQL; tenant migrations 0006, one level without
+    the ``folded`` column, and 0007). The digest must be empty."""
     # a serial's hash under its job's new code (j) minus its hash under the old one (o)
     moved = (f"{row_hash_sql(TENANT_CANON)}::numeric "
              f"- {row_hash_sql(TENANT_CANON.replace('j.job_code', 'o.job_code'))}::numeric")
@@ -167,16 +183,14 @@ END $$""",
         "CREATE TRIGGER serial_digest_job_code AFTER UPDATE ON hatthasilpa_job "
         "REFERENCING OLD TABLE AS old_jobs NEW TABLE AS new_jobs FOR EACH STATEMENT "
         "EXECUTE FUNCTION serial_digest_job_code()",
-        FILL_WORK_MEM,
-        f"INSERT INTO serial_digest (bucket, n, h) {recompute_sql('tenant', buckets)}",
-        *([_coarse_fill("tenant")] if coarse else []),
-        "ANALYZE serial_digest",
+        *_fill("tenant", buckets, coarse),
     ]
 
 
 def core_ddl(buckets: int = BUCKETS, coarse: bool = True) -> list[str]:
-    """Core's bucket index, triggers and first fill with ``buckets`` buckets, and their coarse rows
-    (PostgreSQL; core migrations 0004, one level, and 0005). The digest must be empty."""
+    """Core's bucket index, triggers and first fill with ``buckets`` buckets, and (``coarse``) their
+    coarse rows, the fill marked folded (PostgreSQL; core migrations 0004, one level without the
+    ``folded`` column, and 0005). The digest must be empty."""
     return [
         "CREATE INDEX ix_serial_registry_tenant_bucket ON serial_registry "
         f"(tenant_code, {bucket_sql('serial_code', buckets)})",
@@ -188,12 +202,7 @@ def core_ddl(buckets: int = BUCKETS, coarse: bool = True) -> list[str]:
             _append("core", f"{_core_rows('new_rows', '', buckets)} UNION ALL "
                             f"{_core_rows('old_rows', '-', buckets)}", coarse),
             "DELETE FROM serial_digest;"),
-        FILL_WORK_MEM,
-        "INSERT INTO serial_digest (tenant_code, bucket, n, h) "
-        f"SELECT c.tenant_code, {bucket_sql('c.serial_code', buckets)}, count(*), sum({row_hash_sql(CORE_CANON)}) "
-        "FROM serial_registry c GROUP BY 1, 2",
-        *([_coarse_fill("core")] if coarse else []),
-        "ANALYZE serial_digest",
+        *_fill("core", buckets, coarse),
     ]
 
 
@@ -208,10 +217,9 @@ DROP_COMMON = ["DROP TRIGGER IF EXISTS serial_digest_insert ON serial_registry",
 
 
 def drop_ddl(side: str) -> list[str]:
-    """Undo ``tenant_ddl`` / ``core_ddl`` (triggers, functions, bucket index) and empty the digest."""
+    """Undo ``tenant_ddl`` / ``core_ddl`` but for the digest's rows: triggers, functions, bucket index."""
     index = "ix_serial_registry_bucket" if side == "tenant" else "ix_serial_registry_tenant_bucket"
-    return [*(DROP_TENANT if side == "tenant" else []), *DROP_COMMON, f"DROP INDEX IF EXISTS {index}",
-            "DELETE FROM serial_digest"]
+    return [*(DROP_TENANT if side == "tenant" else []), *DROP_COMMON, f"DROP INDEX IF EXISTS {index}"]
 
 
 # --------------------------------------------------------------------------- reading and keeping
@@ -254,16 +262,17 @@ def kept(conn: sa.Connection) -> bool:
 
 
 def compact(conn: sa.Connection, side: str, tenant_code: str | None = None) -> int:
-    """Fold each bucket's delta rows into one row (one statement; concurrent writers and compactions
-    are safe: a writer only appends, and a row another compaction took is skipped). Returns the
-    rows removed."""
-    where = "WHERE tenant_code = :tenant_code " if side == "core" else ""
+    """Fold each bucket that has delta rows into one folded row (one statement; concurrent writers
+    and compactions are safe: a writer only appends, and a row another compaction took is skipped).
+    The buckets to fold are found through the partial index of the unfolded rows, so a pass costs
+    the writes since the last one, not the digest's size. Returns the rows removed."""
+    where = "AND tenant_code = :tenant_code " if side == "core" else ""
     keys = "tenant_code, bucket" if side == "core" else "bucket"
     match = " AND ".join(f"d.{k} = busy.{k}" for k in keys.split(", "))
-    sql = (f"WITH busy AS (SELECT {keys} FROM serial_digest {where}GROUP BY {keys} HAVING count(*) > 1), "
+    sql = (f"WITH busy AS (SELECT DISTINCT {keys} FROM serial_digest WHERE NOT folded {where}), "
            f"gone AS (DELETE FROM serial_digest d USING busy WHERE {match} "
            f"RETURNING d.{keys.replace(', ', ', d.')}, d.n, d.h), "
-           f"kept AS (INSERT INTO serial_digest ({keys}, n, h) SELECT {keys}, sum(n), sum(h) FROM gone "
+           f"kept AS (INSERT INTO serial_digest ({keys}, n, h, folded) SELECT {keys}, sum(n), sum(h), true FROM gone "
            f"GROUP BY {keys} HAVING sum(n) <> 0 OR sum(h) <> 0 RETURNING 1) "
            "SELECT (SELECT count(*) FROM gone) - (SELECT count(*) FROM kept)")
     return conn.execute(sa.text(sql), {"tenant_code": tenant_code}).scalar_one()
@@ -277,12 +286,13 @@ def rebuild(conn: sa.Connection, side: str, tenant_code: str | None = None) -> i
     if side == "core":
         conn.execute(sa.text("DELETE FROM serial_digest WHERE tenant_code = :tenant_code"),
                      {"tenant_code": tenant_code})
-        written = conn.execute(sa.text(f"INSERT INTO serial_digest (tenant_code, bucket, n, h) "
-                                       f"SELECT :tenant_code, b, n, h FROM ({recompute_sql('core')}) x"),
+        written = conn.execute(sa.text(f"INSERT INTO serial_digest (tenant_code, bucket, n, h, folded) "
+                                       f"SELECT :tenant_code, b, n, h, true FROM ({recompute_sql('core')}) x"),
                                {"tenant_code": tenant_code}).rowcount
     else:
         conn.execute(sa.text("DELETE FROM serial_digest"))
-        written = conn.execute(sa.text(f"INSERT INTO serial_digest (bucket, n, h) {recompute_sql('tenant')}")).rowcount
+        written = conn.execute(sa.text(f"INSERT INTO serial_digest (bucket, n, h, folded) "
+                                       f"SELECT b, n, h, true FROM ({recompute_sql('tenant')}) x")).rowcount
     conn.execute(sa.text(_coarse_fill(side, one_tenant=side == "core")), {"tenant_code": tenant_code})
     conn.execute(sa.text("ANALYZE serial_digest"))  # the planner's row counts of the levels
     return written

@@ -283,7 +283,10 @@ serial_digest = sa.Table(
     sa.Column("bucket", sa.Integer, nullable=False),
     sa.Column("n", sa.BigInteger, nullable=False),
     sa.Column("h", sa.Numeric, nullable=False),
+    sa.Column("folded", sa.Boolean, nullable=False, server_default=sa.false()),  # a compaction's row, not a delta
     sa.Index("ix_serial_digest_bucket", "bucket"),
+    sa.Index("ix_serial_digest_unfolded", "bucket", postgresql_where=sa.text("NOT folded"),
+             sqlite_where=sa.text("NOT folded")),
 )
 
 serial_sequence = sa.Table(
@@ -405,7 +408,10 @@ core_serial_digest = sa.Table(
     sa.Column("bucket", sa.Integer, nullable=False),
     sa.Column("n", sa.BigInteger, nullable=False),
     sa.Column("h", sa.Numeric, nullable=False),
+    sa.Column("folded", sa.Boolean, nullable=False, server_default=sa.false()),  # a compaction's row, not a delta
     sa.Index("ix_serial_digest_tenant_bucket", "tenant_code", "bucket"),
+    sa.Index("ix_serial_digest_tenant_unfolded", "tenant_code", "bucket", postgresql_where=sa.text("NOT folded"),
+             sqlite_where=sa.text("NOT folded")),
 )
 
 # One row per outbox event the relay delivered to core: proof of what core received and

@@ -71,6 +71,13 @@ def test_digests_follow_the_lifecycle_the_relay_and_every_kind_of_raw_write(pg_f
         assert folded > 0 and digest_rows(floor, side) == before - folded
         with engine.connect() as conn, conn.begin():
             assert digest.compact(conn, side, floor.tenant_code) == 0  # one row per bucket already
+            assert conn.execute(sa.text("SELECT count(*) FROM serial_digest WHERE NOT folded")).scalar_one() == 0
+    assert_digests_hold(floor)
+    floor.core_sql("UPDATE serial_registry SET status = 'voided' WHERE serial_code = :c",
+                   c=floor.serial_of(floor.ids["r2"]))
+    with floor.core.connect() as conn, conn.begin():  # one fine and one coarse bucket touched, and folded
+        assert conn.execute(sa.text("SELECT count(*) FROM serial_digest WHERE NOT folded")).scalar_one() == 2
+        assert digest.compact(conn, "core", floor.tenant_code) == 2
     assert_digests_hold(floor)
 
     floor.tenant_sql("TRUNCATE serial_registry, serial_outbox")

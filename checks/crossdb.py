@@ -7,15 +7,17 @@ Two ways, one result:
   sum of a 64-bit hash of the canonical row ``serial_code|sku|job|token|status`` (core's
   ``job_ref``/``token_ref`` are the job code and the token id as text, so the tenant side
   joins its job for the code) — is the serial digest each database keeps on write
-  (``lifecycle/digest.py``): reading it costs 65,536 rows plus the writes since the relay
-  last folded them, whatever the size of the registry. A full pass (``check run
-  --full-reconcile``, the nightly schedule) computes both summaries from the registries
-  instead and fails with ``DigestDrift`` where a digest disagrees. In the buckets whose
-  count or checksum differ, each side's ``(serial_code, row hash)`` pairs are read through
-  the registries' bucket indexes (server-side cursors, ordered by ``serial_code COLLATE
-  "C"``) and merged by code; only the codes whose rows differ are read whole, a batch at a
-  time, and classified. A code whose rows agree in every compared field cannot break any
-  serial rule, so skipping equal buckets and equal codes changes no finding.
+  (``lifecycle/digest.py``), compared in two levels: the 65,536 coarse buckets first (plus
+  the writes since the relay last folded them, whatever the size of the registry), then
+  the fine buckets (2^20) of only the coarse ones that differ. A full pass (``check run
+  --full-reconcile``, the nightly schedule) computes both levels from the registries
+  instead and fails with ``DigestDrift`` where a digest's coarse sums disagree. In the fine
+  buckets whose count or checksum differ, each side's ``(serial_code, row hash)`` pairs
+  are read through the registries' bucket indexes (server-side cursors, ordered by
+  ``serial_code COLLATE "C"``) and merged by code; only the codes whose rows differ are
+  read whole, a batch at a time, and classified. A code whose rows agree in every compared
+  field cannot break any serial rule, so skipping equal buckets and equal codes changes no
+  finding.
   One pass answers every comparison of a check run: the differing codes are kept in
   the run's ``shared`` dict (up to ``SHARED_CAP`` codes) for the next serial check.
 - **Paged** (SQLite, or one serial code for a repair's row predicate): the drive side's

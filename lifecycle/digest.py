@@ -3,22 +3,24 @@
 Invariant: for every bucket ``b`` (``hashtextextended(serial_code, 0) & 1048575``), the sum of
 ``serial_digest``'s rows of ``b`` equals the row count and the sum of the canonical-row
 hashes of the registry's rows in ``b`` — on the tenant side over its ``serial_registry``,
-on core per tenant code. Guarded by ``tests/integration/test_serial_digest.py`` (random
-writes, concurrent writers, job code changes, truncation, rebuild) and by the full
+on core per tenant code; and for every coarse bucket ``c`` (``b >> COARSE_SHIFT``, 16 fine
+buckets), the rows of bucket ``COARSE_AT + c`` sum to the same over its 16 buckets.
+Guarded by ``tests/integration/test_serial_digest.py`` (random writes, concurrent writers,
+job code changes, truncation, rebuild, the upgrade from one level) and by the full
 reconciliation pass, which recomputes both sides and fails loudly on drift.
 
-Statement-level triggers with transition tables append one delta row per touched bucket
-(writers only INSERT: no row of the digest is ever locked by a writer, so concurrent
-transactions never wait on or deadlock over it). ``compact`` folds a bucket's rows into
-one (the outbox relay calls it after each pass).
+Statement-level triggers with transition tables append one delta row per touched fine and
+coarse bucket, in one statement (writers only INSERT: no row of the digest is ever locked
+by a writer, so concurrent transactions never wait on or deadlock over it). ``compact``
+folds a bucket's rows into one marked ``folded`` (the outbox relay calls it after each
+pass), finding the buckets with deltas through a partial index of the unfolded rows.
 
-The buckets are fine (2^20: about ten serials each at 10 M) so that a differing bucket
-costs ten rows to compare, and read in two levels: ``stored_sql(side, COARSE_SHIFT)``
-sums them in SQL into 65,536 groups of 16 (one aggregate over the digest, whatever the
-size of the registry), and ``stored_sql(side, only=True)`` reads the fine buckets of just
-the groups that differ. Tenant migration 0006 and core migration 0004 made the first
-digests with 65,536 buckets; tenant 0007 and core 0005 rebuilt them (and the bucket
-indexes) with ``BUCKETS``.
+The fine buckets (2^20: about ten serials each at 10 M) make a differing bucket cost ten
+rows to compare; the coarse rows keep the first read at 65,536 rows: the reconciliation
+reads ``stored_sql(side, coarse=True)``, then ``stored_sql(side, only=True)`` for the fine
+buckets of just the coarse ones that differ. Tenant migration 0006 and core migration 0004
+made the first digests (65,536 buckets, one level); tenant 0007 and core 0005 made them anew
+with ``BUCKETS`` and the coarse rows.
 The canonical row is the one the reconciliation compares: ``serial_code|sku|job|token|
 status``, the job being the job code (core keeps it as ``job_ref``, the token id as
 ``token_ref``). Writes that bypass triggers (``session_replication_role = replica``,

@@ -7,15 +7,17 @@ Two ways, one result:
   sum of a 64-bit hash of the canonical row ``serial_code|sku|job|token|status`` (core's
   ``job_ref``/``token_ref`` are the job code and the token id as text, so the tenant side
   joins its job for the code) — is the serial digest each database keeps on write
-  (``lifecycle/digest.py``): reading it costs 65,536 rows plus the writes since the relay
-  last folded them, whatever the size of the registry. A full pass (``check run
-  --full-reconcile``, the nightly schedule) computes both summaries from the registries
-  instead and fails with ``DigestDrift`` where a digest disagrees. In the buckets whose
-  count or checksum differ, each side's ``(serial_code, row hash)`` pairs are read through
-  the registries' bucket indexes (server-side cursors, ordered by ``serial_code COLLATE
-  "C"``) and merged by code; only the codes whose rows differ are read whole, a batch at a
-  time, and classified. A code whose rows agree in every compared field cannot break any
-  serial rule, so skipping equal buckets and equal codes changes no finding.
+  (``lifecycle/digest.py``), compared in two levels: the 65,536 coarse buckets first (plus
+  the writes since the relay last folded them, whatever the size of the registry), then
+  the fine buckets (2^20) of only the coarse ones that differ. A full pass (``check run
+  --full-reconcile``, the nightly schedule) computes both levels from the registries
+  instead and fails with ``DigestDrift`` where a digest's coarse sums disagree. In the fine
+  buckets whose count or checksum differ, each side's ``(serial_code, row hash)`` pairs
+  are read through the registries' bucket indexes (server-side cursors, ordered by
+  ``serial_code COLLATE "C"``) and merged by code; only the codes whose rows differ are
+  read whole, a batch at a time, and classified. A code whose rows agree in every compared
+  field cannot break any serial rule, so skipping equal buckets and equal codes changes no
+  finding.
   One pass answers every comparison of a check run: the differing codes are kept in
   the run's ``shared`` dict (up to ``SHARED_CAP`` codes) for the next serial check.
 - **Paged** (SQLite, or one serial code for a repair's row predicate): the drive side's
@@ -121,39 +123,55 @@ def compare(check: Check, target, only: str | None = None, batch: int = BATCH_SI
 
 
 # --------------------------------------------------------------------------- bucketed (PostgreSQL)
-# the differing buckets, matched through the registries' bucket indexes (a hashed array on a full scan)
-_IN_DIFF = "{bucket} = ANY(CAST(:buckets AS bigint[]))"
-
-
-def _summary(conn: sa.Connection, side: str, tenant_code: str, buckets: int, full: bool) -> dict[int, tuple]:
-    """One side's summary: the digest kept on write, or (``full``, or no digest) computed from the
-    registry; a full pass also holds the digest against the computed summary."""
-    params = {"tenant_code": tenant_code}
-    stored = None
-    if buckets == BUCKETS and digest.kept(conn):
-        stored = {b: (n, h) for b, n, h in conn.execute(sa.text(digest.stored_sql(side)), params)}
-        if not full:
-            return stored
+def _sums(conn: sa.Connection, side: str, tenant_code: str, buckets: int, full: bool,
+          fine: list[int] | None) -> dict[int, tuple]:
+    """One side's (count, checksum) per coarse bucket (``fine`` None) or per fine bucket of ``fine``:
+    from the digest kept on write, or (``full``, or no digest) computed from the registry; a full
+    pass also holds the digest's coarse sums against the computed ones."""
+    params = {"tenant_code": tenant_code, "buckets": fine}
+    coarse, only = fine is None, fine is not None
     # the buckets' aggregate states fit in memory instead of spilling (transaction-local, read-only safe)
     # and are computed without JIT, whose compile time the planner's guess of a million groups invites
     conn.execute(sa.text("SELECT set_config('work_mem', :mem, true), set_config('jit', 'off', true)"),
                  {"mem": SUMMARY_WORK_MEM})
-    computed = {b: (n, h) for b, n, h in conn.execute(sa.text(digest.recompute_sql(side, buckets)), params)}
+    stored = None
+    if buckets == BUCKETS and digest.kept(conn) and not (full and only):
+        stored = {b: (n, h) for b, n, h in conn.execute(sa.text(digest.stored_sql(side, coarse, only)), params)}
+        if not full:
+            return stored
+    computed = {b: (n, h) for b, n, h in conn.execute(sa.text(digest.recompute_sql(side, buckets, coarse, only)),
+                                                      params)}
     if stored is not None and stored != computed:
         drifted = sum(1 for b in stored.keys() | computed.keys() if stored.get(b) != computed.get(b))
         raise DigestDrift(f"the {side} serial digest of tenant {tenant_code} disagrees with its registry in "
-                          f"{drifted} buckets (a write bypassed its triggers); rebuild it with "
-                          f"`hatthasilpa db rebuild-digest --tenant {tenant_code}`")
+                          f"{drifted} of {digest.coarse_buckets(buckets):,} bucket groups (a write bypassed its "
+                          f"triggers); rebuild it with `hatthasilpa db rebuild-digest --tenant {tenant_code}`")
     return computed
 
 
-def summaries(target, buckets: int = BUCKETS) -> tuple[dict, dict]:
-    """Both sides' bucket summaries, read at the same time from the two databases."""
+def summaries(target, buckets: int = BUCKETS, fine: list[int] | None = None) -> tuple[dict, dict]:
+    """Both sides' sums per coarse bucket, or per fine bucket of ``fine``, read at the same time
+    from the two databases."""
     full = bool(target.params.get("full_reconcile"))
     with ThreadPoolExecutor(max_workers=1) as pool:
-        tenant = pool.submit(_summary, target.tenant, "tenant", target.tenant_code, buckets, full)
-        core = _summary(target.core, "core", target.tenant_code, buckets, full)
+        tenant = pool.submit(_sums, target.tenant, "tenant", target.tenant_code, buckets, full, fine)
+        core = _sums(target.core, "core", target.tenant_code, buckets, full, fine)
         return tenant.result(), core
+
+
+def _differ(tenant_sums: dict, core_sums: dict) -> list[int]:
+    return sorted(b for b in tenant_sums.keys() | core_sums.keys() if tenant_sums.get(b) != core_sums.get(b))
+
+
+def differing_buckets(target, buckets: int = BUCKETS) -> list[int]:
+    """The fine buckets whose count or checksum differ between the sides, in two levels: the
+    coarse sums (``bucket >> COARSE_SHIFT``, summed in SQL), then the fine sums of only the
+    coarse buckets that differ."""
+    coarse = _differ(*summaries(target, buckets))
+    if not coarse:
+        return []
+    _check_deadline(target, "fine bucket sums")
+    return _differ(*summaries(target, buckets, digest.fine_of(coarse)))
 
 
 def differing(target, buckets: int = BUCKETS) -> Iterator[tuple[str, list[dict], list[dict]]]:
@@ -185,11 +203,11 @@ def _keys(conn: sa.Connection, side: str, buckets: list[int], tenant_code: str, 
     """(serial_code, canonical-row hash) of every row in these buckets, by code (through the bucket index)."""
     if side == "tenant":
         sql = (f"SELECT r.serial_code, {digest.row_hash_sql(digest.TENANT_CANON)} FROM {digest.tenant_from()} "
-               f"WHERE {_IN_DIFF.format(bucket=digest.bucket_sql('r.serial_code', n))} "
+               f"WHERE {digest.IN_BUCKETS.format(bucket=digest.bucket_sql('r.serial_code', n))} "
                'ORDER BY r.serial_code COLLATE "C"')
     else:
         sql = (f"SELECT c.serial_code, {digest.row_hash_sql(digest.CORE_CANON)} FROM serial_registry c "
-               f"WHERE c.tenant_code = :tenant_code AND {_IN_DIFF.format(bucket=digest.bucket_sql('c.serial_code', n))} "
+               f"WHERE c.tenant_code = :tenant_code AND {digest.IN_BUCKETS.format(bucket=digest.bucket_sql('c.serial_code', n))} "
                'ORDER BY c.serial_code COLLATE "C"')
     result = conn.execute(sa.text(sql), {"buckets": buckets, "tenant_code": tenant_code},
                           execution_options={"stream_results": True, "max_row_buffer": STREAM_ROWS})
@@ -223,11 +241,10 @@ def _codes_that_differ(target, tenant_keys, core_keys) -> Iterator[str]:
 
 
 def _differing(target, buckets: int) -> Iterator[tuple[str, list[dict], list[dict]]]:
-    """Summaries, then the differing buckets' (code, hash) pairs merged by code, then the whole rows
+    """The differing fine buckets, then their (code, hash) pairs merged by code, then the whole rows
     of only the codes whose rows differ, a batch at a time."""
     _check_deadline(target, "bucket summaries")
-    tenant_sum, core_sum = summaries(target, buckets)
-    diff = sorted(b for b in tenant_sum.keys() | core_sum.keys() if tenant_sum.get(b) != core_sum.get(b))
+    diff = differing_buckets(target, buckets)
     if not diff:
         return
     codes = _codes_that_differ(target, _keys(target.tenant, "tenant", diff, target.tenant_code, buckets),

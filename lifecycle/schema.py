@@ -271,8 +271,8 @@ serial_registry = sa.Table(
     sa.Index("ix_serial_registry_temp", "serial_code", postgresql_where=sa.text("mode = 'TEMP'"),
              sqlite_where=sa.text("mode = 'TEMP'")),
     sa.Index("ix_serial_registry_created_at", "created_at"),
-    # the reconciliation reads the rows of a serial digest's differing buckets (lifecycle/digest.py)
-    sa.Index("ix_serial_registry_bucket", sa.text("(hashtextextended(serial_code, 0) & 65535)")).ddl_if(
+    # the reconciliation reads the rows of a serial digest's differing buckets (digest.BUCKETS, lifecycle/digest.py)
+    sa.Index("ix_serial_registry_bucket", sa.text("(hashtextextended(serial_code, 0) & 1048575)")).ddl_if(
         dialect="postgresql"),
 )
 
@@ -283,7 +283,10 @@ serial_digest = sa.Table(
     sa.Column("bucket", sa.Integer, nullable=False),
     sa.Column("n", sa.BigInteger, nullable=False),
     sa.Column("h", sa.Numeric, nullable=False),
+    sa.Column("folded", sa.Boolean, nullable=False, server_default=sa.false()),  # a compaction's row, not a delta
     sa.Index("ix_serial_digest_bucket", "bucket"),
+    sa.Index("ix_serial_digest_unfolded", "bucket", postgresql_where=sa.text("NOT folded"),
+             sqlite_where=sa.text("NOT folded")),
 )
 
 serial_sequence = sa.Table(
@@ -395,7 +398,7 @@ core_serial_registry = sa.Table(
     sa.CheckConstraint(_in("status", SerialStatus), name="status"),
     sa.Index("ix_serial_registry_tenant_code", "tenant_code"),
     sa.Index("ix_serial_registry_tenant_bucket", "tenant_code",
-             sa.text("(hashtextextended(serial_code, 0) & 65535)")).ddl_if(dialect="postgresql"),
+             sa.text("(hashtextextended(serial_code, 0) & 1048575)")).ddl_if(dialect="postgresql"),
 )
 
 # Core's serial digest, per tenant and bucket (lifecycle/digest.py).
@@ -405,7 +408,10 @@ core_serial_digest = sa.Table(
     sa.Column("bucket", sa.Integer, nullable=False),
     sa.Column("n", sa.BigInteger, nullable=False),
     sa.Column("h", sa.Numeric, nullable=False),
+    sa.Column("folded", sa.Boolean, nullable=False, server_default=sa.false()),  # a compaction's row, not a delta
     sa.Index("ix_serial_digest_tenant_bucket", "tenant_code", "bucket"),
+    sa.Index("ix_serial_digest_tenant_unfolded", "tenant_code", "bucket", postgresql_where=sa.text("NOT folded"),
+             sqlite_where=sa.text("NOT folded")),
 )
 
 # One row per outbox event the relay delivered to core: proof of what core received and

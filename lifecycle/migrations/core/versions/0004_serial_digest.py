@@ -21,6 +21,8 @@ down_revision: Union[str, Sequence[str], None] = '0003'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
+BUCKETS = 65536  # this revision's buckets, one level (the next revision made them finer, in two)
+
 
 def upgrade() -> None:
     op.create_table(
@@ -32,7 +34,7 @@ def upgrade() -> None:
     )
     op.create_index('ix_serial_digest_tenant_bucket', 'serial_digest', ['tenant_code', 'bucket'], unique=False)
     if op.get_bind().dialect.name == 'postgresql':
-        for statement in digest.core_ddl():
+        for statement in digest.core_ddl(BUCKETS, coarse=False):
             op.execute(statement)
 
 

@@ -24,6 +24,8 @@ down_revision: Union[str, Sequence[str], None] = '0005'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
+BUCKETS = 65536  # this revision's buckets, one level (the next revision made them finer, in two)
+
 
 def upgrade() -> None:
     op.create_table(
@@ -34,7 +36,7 @@ def upgrade() -> None:
     )
     op.create_index('ix_serial_digest_bucket', 'serial_digest', ['bucket'], unique=False)
     if op.get_bind().dialect.name == 'postgresql':
-        for statement in digest.tenant_ddl():
+        for statement in digest.tenant_ddl(BUCKETS, coarse=False):
             op.execute(statement)
 
 

@@ -44,6 +44,7 @@ MIXED_TOKEN_STATES = Check(
     description="active instance holding both live and scrapped tokens (or completed and scrapped ones: "
                 "the spawn guard refuses such an instance too); a spawn cycle a repair superseded does not count",
     keys=("instance_id",),
+    # the two LIMIT 1 probes stop at their first row, so only the instances that break the rule are counted
     sql=f"""
 SELECT x.instance_id, x.job_id, x.live_tokens, x.scrapped_tokens,
        CASE WHEN x.live_tokens > 0 THEN 'live and scrapped tokens on one active instance'
@@ -53,14 +54,15 @@ FROM (
            (SELECT count(*) FROM flow_token t JOIN token_spawn s ON s.id = t.spawn_id
              WHERE t.instance_id = i.id AND t.status IN {LIVE} AND s.superseded_at IS NULL) AS live_tokens,
            (SELECT count(*) FROM flow_token t JOIN token_spawn s ON s.id = t.spawn_id
-             WHERE t.instance_id = i.id AND t.status IN {sql_list(MIXED_WITH_SCRAPPED)}
-               AND s.superseded_at IS NULL) AS beside_scrapped,
-           (SELECT count(*) FROM flow_token t JOIN token_spawn s ON s.id = t.spawn_id
              WHERE t.instance_id = i.id AND t.status = 'scrapped' AND s.superseded_at IS NULL) AS scrapped_tokens
     FROM job_graph_instance i
     WHERE i.status = 'active' AND (:instance_id IS NULL OR i.id = :instance_id)
+      AND (SELECT 1 FROM flow_token t JOIN token_spawn s ON s.id = t.spawn_id
+            WHERE t.instance_id = i.id AND t.status = 'scrapped' AND s.superseded_at IS NULL LIMIT 1) = 1
+      AND (SELECT 1 FROM flow_token t JOIN token_spawn s ON s.id = t.spawn_id
+            WHERE t.instance_id = i.id AND t.status IN {sql_list(MIXED_WITH_SCRAPPED)}
+              AND s.superseded_at IS NULL LIMIT 1) = 1
 ) x
-WHERE x.scrapped_tokens > 0 AND x.beside_scrapped > 0
 """,
 )
 
@@ -93,7 +95,11 @@ WORK_QUEUE_POLLUTION = Check(
     description="a work_queue row that breaks the queue's rule (not a ready token on an active instance "
                 "of an in-progress job, or a token listed twice)",
     keys=("token_id",),
+    # the queue is read once for both halves
     sql="""
+WITH q AS MATERIALIZED (
+    SELECT token_id, job_id, instance_id, status FROM work_queue WHERE (:token_id IS NULL OR token_id = :token_id)
+)
 SELECT q.token_id AS token_id, q.job_id AS job_id, q.instance_id AS instance_id, t.status AS token_status,
        CASE WHEN t.id IS NULL THEN 'token missing'
             WHEN t.status <> 'ready' THEN 'token is ' || t.status
@@ -103,18 +109,16 @@ SELECT q.token_id AS token_id, q.job_id AS job_id, q.instance_id AS instance_id,
             WHEN j.id IS NULL THEN 'job missing'
             WHEN j.status <> 'in_progress' THEN 'job is ' || j.status
             ELSE 'queue row does not match its token' END AS reason
-FROM work_queue q
+FROM q
 LEFT JOIN flow_token t ON t.id = q.token_id
 LEFT JOIN job_graph_instance i ON i.id = t.instance_id
 LEFT JOIN hatthasilpa_job j ON j.id = t.job_id
-WHERE (t.id IS NULL OR t.status <> 'ready' OR q.status <> 'ready' OR i.id IS NULL OR i.status <> 'active'
-       OR j.id IS NULL OR j.status <> 'in_progress' OR q.instance_id <> t.instance_id OR q.job_id <> t.job_id)
-  AND (:token_id IS NULL OR q.token_id = :token_id)
+WHERE t.id IS NULL OR t.status <> 'ready' OR q.status <> 'ready' OR i.id IS NULL OR i.status <> 'active'
+       OR j.id IS NULL OR j.status <> 'in_progress' OR q.instance_id <> t.instance_id OR q.job_id <> t.job_id
 UNION ALL
 SELECT q.token_id AS token_id, min(q.job_id) AS job_id, min(q.instance_id) AS instance_id,
        min(q.status) AS token_status, 'token listed more than once' AS reason
-FROM work_queue q
-WHERE (:token_id IS NULL OR q.token_id = :token_id)
+FROM q
 GROUP BY q.token_id
 HAVING count(*) > 1
 """,

@@ -53,19 +53,25 @@ def upgrade(url: str, store: Store, revision: str = "head") -> None:
 
 # CPython 3.11's ast.parse is not thread-safe (two threads parsing at once can raise
 # "SystemError: AST constructor recursion depth mismatch"), and every thread that records a
-# run asks for the head: one parse at a time.
+# run asks for the head: one reading at a time, and once per process (the scripts do not change).
 _PARSING = threading.Lock()
+_HEADS: dict[Path, str] = {}
 
 
 def head_revision(store: Store) -> str:
-    """The store's head revision, read from its scripts' ``revision``/``down_revision`` lines
-    (without importing Alembic, which a read-only command would otherwise pay for on every start);
-    Alembic's own answer where the history is not one straight line."""
+    """The store's head revision, read once per process from its scripts' ``revision``/``down_revision``
+    lines (without importing Alembic, which a read-only command would otherwise pay for on every
+    start); Alembic's own answer where the history is not one straight line."""
+    with _PARSING:
+        if store.scripts not in _HEADS:
+            _HEADS[store.scripts] = _read_head(store)
+        return _HEADS[store.scripts]
+
+
+def _read_head(store: Store) -> str:
     revisions, parents = set(), set()
     for script in (store.scripts / "versions").glob("*.py"):
-        with _PARSING:
-            body = ast.parse(script.read_text()).body
-        for node in body:
+        for node in ast.parse(script.read_text()).body:
             target = node.target if isinstance(node, ast.AnnAssign) else (
                 node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None)
             if isinstance(target, ast.Name) and target.id in ("revision", "down_revision") and node.value:
